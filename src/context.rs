@@ -1,0 +1,690 @@
+//! Cancellation and deadlines: Go's `context.Context`, for threads.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::timer::{self, TimerKey};
+
+/// Why a context is done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// [`Context::cancel`] (or a combinator) cancelled it.
+    Cancelled,
+    /// Its deadline passed.
+    Deadline,
+}
+
+impl Reason {
+    pub(crate) fn to_error(self) -> Error {
+        match self {
+            Reason::Cancelled => Error::Cancelled,
+            Reason::Deadline => Error::Timeout,
+        }
+    }
+}
+
+// The context's state. ORDERING: written once, LIVE -> CANCELLED or DEADLINE,
+// with a Release CAS; read with Acquire, so whoever sees "done" also sees what
+// the canceller wrote before cancelling.
+const LIVE: u8 = 0;
+const CANCELLED: u8 = 1;
+const DEADLINE: u8 = 2;
+
+fn decode(state: u8) -> Option<Reason> {
+    match state {
+        LIVE => None,
+        CANCELLED => Some(Reason::Cancelled),
+        _ => Some(Reason::Deadline),
+    }
+}
+
+/// Something to tell when a context is done (a task that resolves itself).
+pub(crate) trait CancelHook: Send + Sync {
+    fn on_cancel(&self, reason: Reason);
+}
+
+enum Listener {
+    Child(Weak<Inner>),
+    Waker(std::task::Waker),
+}
+
+#[derive(Default)]
+struct Links {
+    /// Children and wakers to tell when this context is done. A `None` is a
+    /// free place (its index is in `free`).
+    listeners: Vec<Option<Listener>>,
+    free: Vec<usize>,
+    /// Threads blocked in `wait*`.
+    sleepers: usize,
+    /// Where this context is registered in its parent, to leave on drop.
+    in_parent: Option<(Weak<Inner>, usize)>,
+    timer: Option<TimerKey>,
+}
+
+impl Links {
+    fn insert(&mut self, l: Listener) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.listeners[i] = Some(l);
+                i
+            }
+            None => {
+                self.listeners.push(Some(l));
+                self.listeners.len() - 1
+            }
+        }
+    }
+
+    fn remove(&mut self, key: usize) {
+        if let Some(place) = self.listeners.get_mut(key) {
+            if place.take().is_some() {
+                self.free.push(key);
+            }
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    state: AtomicU8,
+    deadline: Option<Instant>,
+    /// Whether something other than the work itself can cancel this context:
+    /// a user-made context, a deadline, or a combinator. Waiters never run such
+    /// a task inline, since they must return the moment it is cancelled.
+    external: bool,
+    links: Mutex<Links>,
+    cond: Condvar,
+    hook: Option<Weak<dyn CancelHook>>,
+}
+
+impl Inner {
+    fn links(&self) -> MutexGuard<'_, Links> {
+        self.links.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reason(self: &Arc<Self>) -> Option<Reason> {
+        if let Some(r) = decode(self.state.load(Ordering::Acquire)) {
+            return Some(r);
+        }
+        match self.deadline {
+            Some(d) if Instant::now() >= d => {
+                self.fire(Reason::Deadline);
+                decode(self.state.load(Ordering::Acquire))
+            }
+            _ => None,
+        }
+    }
+
+    /// Marks this context and all its descendants done, wakes their waiters
+    /// and tells their hooks. Iterative, so a deep chain cannot overflow the
+    /// stack. Only the first call has an effect.
+    pub(crate) fn fire(self: &Arc<Self>, reason: Reason) {
+        let mut work = vec![self.clone()];
+        while let Some(ctx) = work.pop() {
+            let code = match reason {
+                Reason::Cancelled => CANCELLED,
+                Reason::Deadline => DEADLINE,
+            };
+            if ctx
+                .state
+                .compare_exchange(LIVE, code, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                continue;
+            }
+            let (listeners, timer_key, in_parent, sleepers) = {
+                let mut links = ctx.links();
+                links.free.clear();
+                (
+                    std::mem::take(&mut links.listeners),
+                    links.timer.take(),
+                    links.in_parent.take(),
+                    links.sleepers,
+                )
+            };
+            if sleepers > 0 {
+                ctx.cond.notify_all();
+            }
+            if let Some(key) = timer_key {
+                timer::cancel(key);
+            }
+            if let Some((parent, key)) = in_parent {
+                if let Some(parent) = parent.upgrade() {
+                    parent.links().remove(key);
+                }
+            }
+            if let Some(hook) = ctx.hook.as_ref().and_then(Weak::upgrade) {
+                hook.on_cancel(reason);
+            }
+            for l in listeners.into_iter().flatten() {
+                match l {
+                    Listener::Child(c) => {
+                        if let Some(c) = c.upgrade() {
+                            work.push(c);
+                        }
+                    }
+                    Listener::Waker(w) => w.wake(),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let links = self.links.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(key) = links.timer.take() {
+            timer::cancel(key);
+        }
+        if let Some((parent, key)) = links.in_parent.take() {
+            if let Some(parent) = parent.upgrade() {
+                parent.links().remove(key);
+            }
+        }
+    }
+}
+
+/// A cancellation signal with an optional deadline, shared by clones and
+/// inherited by children: Go's `context.Context`, for threads.
+///
+/// A context is *done* once it is cancelled ([`cancel`](Context::cancel)), its
+/// deadline passes, or its parent is done. Done is final. Cancellation flows
+/// down the tree — a child is done when its parent is — never up.
+///
+/// Every function this crate runs gets its own context, a child of the
+/// submitter's, available as [`Context::current`]. Checking it is the only way
+/// to stop work early: Rust cannot kill a running thread, so a timeout or a
+/// cancellation resolves the [`Task`](crate::Task) at once and *asks* the work
+/// to stop; work that never checks runs to its end and its result is dropped.
+///
+/// Not to be confused with [`std::task::Context`].
+///
+/// # Cost
+///
+/// A context is one allocation. Registering a child with a parent takes the
+/// parent's lock once; children of the never-cancelled background context
+/// (what `Context::current()` returns outside any task) register nowhere.
+/// Entries leave their parent and the timer when dropped, so long-lived
+/// parents do not accumulate dead children.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use velocity_async as va;
+///
+/// let ctx = va::Context::new();
+/// let task = va::run_with_context(&ctx, || {
+///     // Long work that checks its own context now and then.
+///     while !va::Context::current().is_done() {
+///         std::thread::sleep(Duration::from_millis(1));
+///     }
+///     "stopped early"
+/// });
+/// ctx.cancel();
+/// assert!(task.get().unwrap_err().is_cancelled());
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    /// `None` is the background context: never done, cancel is a no-op.
+    inner: Option<Arc<Inner>>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Context> = const { RefCell::new(Context { inner: None }) };
+}
+
+/// Restores the previous current context on drop.
+pub(crate) struct CurrentGuard {
+    previous: Context,
+}
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        let previous = std::mem::replace(&mut self.previous, Context::background());
+        let _ = CURRENT.try_with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+impl Context {
+    /// A new cancellable context with no deadline and no parent.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let ctx = velocity_async::Context::new();
+    /// assert!(!ctx.is_done());
+    /// ctx.cancel();
+    /// assert!(ctx.is_done());
+    /// ```
+    pub fn new() -> Context {
+        Context::background().make_child(None, true, None)
+    }
+
+    /// A new context that is done automatically once `d` has passed.
+    ///
+    /// `Duration::ZERO` gives a context that is already done; a duration too
+    /// large to add to `Instant::now()` (such as `Duration::MAX`) gives one
+    /// with no deadline. Neither panics.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let ctx = velocity_async::Context::with_timeout(Duration::from_millis(10));
+    /// assert!(!ctx.wait_timeout(Duration::ZERO));
+    /// assert!(ctx.wait_timeout(Duration::from_secs(60)));
+    /// assert!(ctx.error().unwrap().is_timeout());
+    /// ```
+    pub fn with_timeout(d: Duration) -> Context {
+        Context::background().child_with_timeout(d)
+    }
+
+    /// A child of this context: done when this one is, or when cancelled
+    /// itself. Cancelling the child never affects its parent.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let parent = velocity_async::Context::new();
+    /// let child = parent.child();
+    /// child.cancel();
+    /// assert!(!parent.is_done());
+    /// let child = parent.child();
+    /// parent.cancel();
+    /// assert!(child.is_done());
+    /// ```
+    pub fn child(&self) -> Context {
+        self.make_child(None, true, None)
+    }
+
+    /// A child of this context that is also done once `d` has passed. Its
+    /// deadline is the earlier of its own and its parent's.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let parent = velocity_async::Context::new();
+    /// let child = parent.child_with_timeout(Duration::ZERO);
+    /// assert!(child.is_done() && !parent.is_done());
+    /// ```
+    pub fn child_with_timeout(&self, d: Duration) -> Context {
+        self.make_child(Instant::now().checked_add(d), true, None)
+    }
+
+    /// Cancels this context and all its descendants; wakes everything waiting
+    /// on them at once. A no-op if it is already done, and on the background
+    /// context.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let ctx = velocity_async::Context::new();
+    /// ctx.cancel();
+    /// ctx.cancel(); // a second cancel changes nothing
+    /// assert!(ctx.error().unwrap().is_cancelled());
+    /// ```
+    pub fn cancel(&self) {
+        if let Some(inner) = &self.inner {
+            inner.fire(Reason::Cancelled);
+        }
+    }
+
+    /// True once cancelled, past its deadline, or its parent is done.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert!(!velocity_async::Context::current().is_done());
+    /// ```
+    pub fn is_done(&self) -> bool {
+        self.reason().is_some()
+    }
+
+    /// Why it is done: [`Error::Cancelled`] or [`Error::Timeout`]; `None`
+    /// while it is not done (Go's `ctx.Err()`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let ctx = velocity_async::Context::new();
+    /// assert!(ctx.error().is_none());
+    /// ctx.cancel();
+    /// assert!(ctx.error().unwrap().is_cancelled());
+    /// ```
+    pub fn error(&self) -> Option<Error> {
+        self.reason().map(Reason::to_error)
+    }
+
+    /// The deadline, if it has one (its own or inherited).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert!(velocity_async::Context::new().deadline().is_none());
+    /// assert!(velocity_async::Context::with_timeout(Duration::from_secs(1)).deadline().is_some());
+    /// ```
+    pub fn deadline(&self) -> Option<Instant> {
+        self.inner.as_ref().and_then(|i| i.deadline)
+    }
+
+    /// Blocks until this context is done.
+    ///
+    /// On the background context (never done) this blocks forever, as
+    /// `<-ctx.Done()` on Go's `context.Background()` would.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let ctx = velocity_async::Context::new();
+    /// let c = ctx.clone();
+    /// std::thread::spawn(move || c.cancel());
+    /// ctx.wait();
+    /// assert!(ctx.is_done());
+    /// ```
+    pub fn wait(&self) {
+        self.wait_until(None);
+    }
+
+    /// Blocks until this context is done or `d` has passed; true if done.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let ctx = velocity_async::Context::new();
+    /// assert!(!ctx.wait_timeout(Duration::from_millis(1)));
+    /// ```
+    pub fn wait_timeout(&self, d: Duration) -> bool {
+        match Instant::now().checked_add(d) {
+            Some(until) => self.wait_until(Some(until)),
+            None => {
+                self.wait_until(None);
+                true
+            }
+        }
+    }
+
+    /// The context of the work running on this thread.
+    ///
+    /// Inside any function this crate runs (`run*`, `go*`, and every
+    /// combinator's jobs) it is that work's own context, which is cancelled
+    /// when nobody wants the result any more: a timeout passed, a race was won
+    /// by another job, a sibling in `all_with_error` failed, or the parent
+    /// context was cancelled. Outside such work it is the background context,
+    /// which is never done. Work started from inside other work gets a child of
+    /// this context.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use velocity_async as va;
+    ///
+    /// let task = va::run_with_timeout(Duration::from_millis(5), || {
+    ///     va::Context::current().wait(); // returns when the timeout passes
+    ///     va::Context::current().is_done()
+    /// });
+    /// assert!(task.get().unwrap_err().is_timeout());
+    /// ```
+    pub fn current() -> Context {
+        CURRENT
+            .try_with(|c| c.borrow().clone())
+            .unwrap_or_else(|_| Context::background())
+    }
+
+    // ----- crate internals -------------------------------------------------
+
+    pub(crate) fn background() -> Context {
+        Context { inner: None }
+    }
+
+    /// Makes this context the thread's current one until the guard drops.
+    pub(crate) fn enter(&self) -> CurrentGuard {
+        let previous = CURRENT
+            .try_with(|c| std::mem::replace(&mut *c.borrow_mut(), self.clone()))
+            .unwrap_or_else(|_| Context::background());
+        CurrentGuard { previous }
+    }
+
+    pub(crate) fn reason(&self) -> Option<Reason> {
+        self.inner.as_ref().and_then(|i| i.reason())
+    }
+
+    /// Whether something besides the work itself may cancel this context.
+    pub(crate) fn is_external(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.external)
+    }
+
+    /// A child for a task. `external` marks contexts a combinator or a timeout
+    /// may cancel; `hook` is told when the child is done. The hook is *not*
+    /// called if the child is born done (its parent was done, or the deadline
+    /// already passed): the creator checks [`Context::reason`] afterwards.
+    pub(crate) fn make_child(
+        &self,
+        deadline: Option<Instant>,
+        external: bool,
+        hook: Option<Weak<dyn CancelHook>>,
+    ) -> Context {
+        let parent = self.inner.as_ref();
+        let deadline = match (deadline, parent.and_then(|p| p.deadline)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let external = external || deadline.is_some() || parent.is_some_and(|p| p.external);
+        let inner = Arc::new(Inner {
+            state: AtomicU8::new(LIVE),
+            deadline,
+            external,
+            links: Mutex::new(Links::default()),
+            cond: Condvar::new(),
+            hook,
+        });
+        let mut born_done = None;
+        if let Some(parent) = parent {
+            let mut links = parent.links();
+            match decode(parent.state.load(Ordering::Acquire)) {
+                Some(r) => born_done = Some(r),
+                None => {
+                    let key = links.insert(Listener::Child(Arc::downgrade(&inner)));
+                    drop(links);
+                    inner.links().in_parent = Some((Arc::downgrade(parent), key));
+                }
+            }
+        }
+        if born_done.is_none() {
+            if let Some(d) = deadline {
+                if Instant::now() >= d {
+                    born_done = Some(Reason::Deadline);
+                } else {
+                    let key = timer::register(d, Arc::downgrade(&inner));
+                    inner.links().timer = Some(key);
+                }
+            }
+        }
+        if let Some(r) = born_done {
+            let code = if r == Reason::Cancelled {
+                CANCELLED
+            } else {
+                DEADLINE
+            };
+            // ORDERING: nobody else can see `inner` yet; Release for form.
+            inner.state.store(code, Ordering::Release);
+            // It may have been registered with its parent before the parent's
+            // deadline turned out to have passed; leave cleanly.
+            let links = std::mem::take(&mut *inner.links());
+            if let Some((p, key)) = links.in_parent {
+                if let Some(p) = p.upgrade() {
+                    p.links().remove(key);
+                }
+            }
+        }
+        Context { inner: Some(inner) }
+    }
+
+    /// Registers a waker to be woken when this context is done.
+    fn register_waker(&self, waker: &std::task::Waker) -> WakerRegistration {
+        let Some(inner) = self.inner.as_ref() else {
+            return WakerRegistration::Never;
+        };
+        let mut links = inner.links();
+        if decode(inner.state.load(Ordering::Acquire)).is_some() {
+            return WakerRegistration::AlreadyDone;
+        }
+        WakerRegistration::Registered(links.insert(Listener::Waker(waker.clone())))
+    }
+
+    fn unregister_waker(&self, key: usize) {
+        if let Some(inner) = &self.inner {
+            inner.links().remove(key);
+        }
+    }
+
+    /// A future that completes when this context is done (Go's
+    /// `<-ctx.Done()`), for async code. Needs no runtime: the canceller (or
+    /// the timer thread, for a deadline) wakes it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     use std::task::{Context, Poll, Wake, Waker};
+    /// #     use std::sync::Arc;
+    /// #     struct T(std::thread::Thread);
+    /// #     impl Wake for T { fn wake(self: Arc<Self>) { self.0.unpark() } }
+    /// #     let w = Waker::from(Arc::new(T(std::thread::current())));
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop { if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(&w)) { return v } std::thread::park() }
+    /// # }
+    /// use std::time::Duration;
+    /// let ctx = velocity_async::Context::with_timeout(Duration::from_millis(5));
+    /// block_on(ctx.done());
+    /// assert!(ctx.is_done());
+    /// ```
+    pub fn done(&self) -> Done {
+        Done {
+            ctx: self.clone(),
+            key: None,
+        }
+    }
+
+    /// Blocks until done or `until`; true if done.
+    fn wait_until(&self, until: Option<Instant>) -> bool {
+        let Some(inner) = &self.inner else {
+            // The background context is never done.
+            match until {
+                Some(until) => {
+                    while Instant::now() < until {
+                        std::thread::sleep(until - Instant::now());
+                    }
+                    return false;
+                }
+                None => loop {
+                    std::thread::park();
+                },
+            }
+        };
+        // Wake at our deadline or the context's, whichever comes first; the
+        // context's deadline is then observed lazily by `reason()`.
+        let wake_at = match (until, inner.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut links = inner.links();
+        loop {
+            if decode(inner.state.load(Ordering::Acquire)).is_some() {
+                return true;
+            }
+            let now = Instant::now();
+            if let Some(w) = wake_at {
+                if now >= w {
+                    drop(links);
+                    return inner.reason().is_some();
+                }
+            }
+            links.sleepers += 1;
+            links = match wake_at {
+                Some(w) => {
+                    inner
+                        .cond
+                        .wait_timeout(links, w - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None => inner.cond.wait(links).unwrap_or_else(|e| e.into_inner()),
+            };
+            links.sleepers -= 1;
+        }
+    }
+}
+
+enum WakerRegistration {
+    Registered(usize),
+    AlreadyDone,
+    Never,
+}
+
+/// The future returned by [`Context::done`].
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct Done {
+    ctx: Context,
+    key: Option<usize>,
+}
+
+impl std::future::Future for Done {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.ctx.is_done() {
+            return std::task::Poll::Ready(());
+        }
+        if let Some(key) = self.key.take() {
+            self.ctx.unregister_waker(key);
+        }
+        match self.ctx.register_waker(cx.waker()) {
+            WakerRegistration::Registered(key) => {
+                self.key = Some(key);
+                std::task::Poll::Pending
+            }
+            WakerRegistration::AlreadyDone => std::task::Poll::Ready(()),
+            WakerRegistration::Never => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.ctx.unregister_waker(key);
+        }
+    }
+}
+
+impl Default for Context {
+    /// Same as [`Context::new`]: a fresh cancellable context.
+    fn default() -> Context {
+        Context::new()
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            None => f.write_str("Context(background)"),
+            Some(i) => f
+                .debug_struct("Context")
+                .field("done", &i.reason())
+                .field("deadline", &i.deadline)
+                .finish(),
+        }
+    }
+}

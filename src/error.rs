@@ -1,0 +1,184 @@
+//! The error types: why a task did not produce a value.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+/// Why a [`Task`](crate::Task) or a combinator produced no value.
+///
+/// Every outcome that is not a value is one of these variants, so
+/// `match` on it tells the cause. The enum is `#[non_exhaustive]`: new causes
+/// may be added in minor versions.
+///
+/// `Error` is cheap to clone (the largest variant holds an `Arc`), and is
+/// `Send + Sync + 'static`, so it can cross threads and be boxed as
+/// `Box<dyn std::error::Error + Send + Sync>`.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use velocity_async as va;
+///
+/// let err = va::run(|| -> u32 { panic!("boom") }).get().unwrap_err();
+/// assert!(err.is_panic());
+/// assert!(err.to_string().contains("boom"));
+///
+/// let err = va::run_with_timeout(Duration::ZERO, || 1).get().unwrap_err();
+/// assert!(err.is_timeout());
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The work panicked; the payload's message is kept.
+    Panic(PanicError),
+    /// A deadline passed first: `run_with_timeout`, `race_with_timeout`, or a
+    /// [`Context`](crate::Context) whose deadline expired.
+    Timeout,
+    /// The work's [`Context`](crate::Context) was cancelled explicitly (by
+    /// [`Context::cancel`](crate::Context::cancel), a won race, or a failed
+    /// sibling in `all_with_error`).
+    Cancelled,
+    /// No worker thread could be started and none was alive to take the work
+    /// (the operating system refused a new thread, e.g. `EAGAIN`). The work was
+    /// never called.
+    Spawn(SpawnError),
+    /// The pool was shut down before the work was submitted. The work was never
+    /// called.
+    ShutDown,
+    /// A combinator that needs at least one job (`race`) was given none.
+    NoJobs,
+}
+
+impl Error {
+    /// True if the work panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, Error::Panic(_))
+    }
+
+    /// True if a deadline passed before the work returned.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout)
+    }
+
+    /// True if the work's context was cancelled explicitly.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled)
+    }
+
+    /// The panic, if this error is one.
+    pub fn as_panic(&self) -> Option<&PanicError> {
+        match self {
+            Error::Panic(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Panic(p) => fmt::Display::fmt(p, f),
+            Error::Timeout => f.write_str("the deadline passed before the work returned"),
+            Error::Cancelled => f.write_str("the work was cancelled"),
+            Error::Spawn(e) => fmt::Display::fmt(e, f),
+            Error::ShutDown => f.write_str("the pool is shut down and accepts no new work"),
+            Error::NoJobs => f.write_str("no jobs were given"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Spawn(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<PanicError> for Error {
+    fn from(p: PanicError) -> Self {
+        Error::Panic(p)
+    }
+}
+
+/// A panic recovered from user code.
+///
+/// Only the message is kept: the payload itself is dropped on the worker (a
+/// payload whose `Drop` panics is leaked instead, so nothing unwinds into the
+/// pool). A payload that is neither `&str` nor `String` gets the message
+/// `"Box<dyn Any>"`, as std's panic hook prints it.
+///
+/// # Example
+///
+/// ```
+/// use velocity_async as va;
+///
+/// let err = va::run(|| -> () { panic!("disk {} full", 3) }).get().unwrap_err();
+/// assert_eq!(err.as_panic().unwrap().message(), "disk 3 full");
+/// ```
+#[derive(Clone, Debug)]
+pub struct PanicError {
+    message: Arc<str>,
+    task_name: Option<Arc<str>>,
+}
+
+impl PanicError {
+    pub(crate) fn new(message: Arc<str>, task_name: Option<Arc<str>>) -> Self {
+        PanicError { message, task_name }
+    }
+
+    /// The panic's `&str` or `String` payload, verbatim.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The name of the task that panicked, if it was given one.
+    pub fn task_name(&self) -> Option<&str> {
+        self.task_name.as_deref()
+    }
+}
+
+impl fmt::Display for PanicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.task_name {
+            Some(name) => write!(f, "task `{name}` panicked: {}", self.message),
+            None => write!(f, "task panicked: {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for PanicError {}
+
+/// The operating system refused to start a worker thread.
+///
+/// Carried by [`Error::Spawn`]. The underlying `io::Error` is kept as the
+/// error's `source()`.
+#[derive(Clone, Debug)]
+pub struct SpawnError {
+    io: Arc<io::Error>,
+}
+
+impl SpawnError {
+    pub(crate) fn new(io: io::Error) -> Self {
+        SpawnError { io: Arc::new(io) }
+    }
+
+    /// The operating system's error.
+    pub fn io_error(&self) -> &io::Error {
+        &self.io
+    }
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "could not start a worker thread: {}", self.io)
+    }
+}
+
+impl std::error::Error for SpawnError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.io)
+    }
+}

@@ -1,0 +1,129 @@
+//! The panic policy, written once.
+//!
+//! * Every piece of user code the crate calls (jobs, `Drop` of results nobody
+//!   collected, `go_with_recover` callbacks) runs under [`catch`] or
+//!   [`drop_quietly`]: a worker never unwinds because of user code.
+//! * A recovered panic becomes a [`PanicError`] that keeps the payload's
+//!   message. The payload is dropped here; if *its* `Drop` panics, the second
+//!   payload is leaked (`mem::forget`) rather than risk an endless chain.
+//! * Every recovered panic is shown once to the process-wide handler installed
+//!   with [`set_panic_handler`], and, where there is one, delivered to the task
+//!   that owns it (API contract: "the handler sees every panic the crate
+//!   recovers").
+//! * The handler runs under `catch_unwind` too; a panicking handler is ignored
+//!   (std's hook has already printed it).
+//! * The process-wide panic hook is never replaced and nothing is printed by
+//!   default: std's hook already printed the panic once.
+//!
+//! Under `panic = "abort"` none of this applies: the first panic in user code
+//! aborts the process, as it would without this crate.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, RwLock};
+
+use crate::error::PanicError;
+
+type Handler = Arc<dyn Fn(&PanicError) + Send + Sync + 'static>;
+
+static HANDLER: RwLock<Option<Handler>> = RwLock::new(None);
+
+/// Installs the process-wide handler that sees every panic the crate recovers.
+///
+/// The handler replaces the previous one. It is called on the thread that
+/// recovered the panic (usually a worker), once per panic: panics in `run`
+/// tasks (also delivered to `get`), in `go` and `go_with_recover` jobs, in
+/// combinator jobs, in `go_with_recover`'s own callback, and in the `Drop` of a
+/// result nobody collected.
+///
+/// The default is no handler: std's panic hook has already printed the panic
+/// to stderr, and printing it again would only double the output. This crate
+/// never replaces std's hook.
+///
+/// # Panics
+///
+/// A handler that panics takes nothing down: its panic is caught and ignored
+/// (std's hook prints it).
+///
+/// # Example
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use velocity_async as va;
+///
+/// static SEEN: AtomicUsize = AtomicUsize::new(0);
+/// va::set_panic_handler(|p| {
+///     eprintln!("recovered: {}", p.message());
+///     SEEN.fetch_add(1, Ordering::SeqCst);
+/// });
+/// let _ = va::run(|| -> () { panic!("boom") }).get();
+/// assert!(SEEN.load(Ordering::SeqCst) >= 1);
+/// ```
+pub fn set_panic_handler<H>(handler: H)
+where
+    H: Fn(&PanicError) + Send + Sync + 'static,
+{
+    let handler: Handler = Arc::new(handler);
+    let old = {
+        let mut slot = HANDLER.write().unwrap_or_else(|e| e.into_inner());
+        slot.replace(handler)
+    };
+    // The old handler's captured state is dropped outside the lock.
+    drop_quietly(old);
+}
+
+/// Shows `p` to the installed handler, if any.
+pub(crate) fn report(p: &PanicError) {
+    let handler = HANDLER.read().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(h) = handler {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| h(p))) {
+            drop_payload(payload);
+        }
+    }
+}
+
+/// Runs `f`, turning a panic into a reported [`PanicError`].
+pub(crate) fn catch<R>(
+    task_name: Option<&Arc<str>>,
+    f: impl FnOnce() -> R,
+) -> Result<R, PanicError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Ok(r),
+        Err(payload) => Err(recover(task_name, payload)),
+    }
+}
+
+/// Turns a caught payload into a reported [`PanicError`] and drops the payload.
+#[cold]
+pub(crate) fn recover(task_name: Option<&Arc<str>>, payload: Box<dyn Any + Send>) -> PanicError {
+    let message: Arc<str> = if let Some(s) = payload.downcast_ref::<&'static str>() {
+        Arc::from(*s)
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        Arc::from(s.as_str())
+    } else {
+        Arc::from("Box<dyn Any>")
+    };
+    drop_payload(payload);
+    let p = PanicError::new(message, task_name.cloned());
+    report(&p);
+    p
+}
+
+/// Drops `value`; a panic in its `Drop` is recovered and reported, never
+/// propagated.
+pub(crate) fn drop_quietly<T>(value: T) {
+    if std::mem::needs_drop::<T>() {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+            recover(None, payload);
+        }
+    }
+}
+
+/// Drops a panic payload; if its own `Drop` panics, that second payload is
+/// leaked.
+fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
+}

@@ -1,0 +1,337 @@
+//! The public face of the pool: [`Pool`], [`Builder`], [`Stats`],
+//! [`ShutdownReport`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Config, Shared};
+
+/// The default cap on threads per pool.
+///
+/// High enough that 1,000 concurrent blocking calls (database queries, HTTP
+/// requests) each get a thread, as they would in Go; low enough that a runaway
+/// submitter cannot exhaust the system's thread limit. At the cap, work queues.
+pub const DEFAULT_MAX_THREADS: usize = 1024;
+
+/// The default time an idle worker waits for work before its thread exits.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// An elastic thread pool. The free functions ([`run`](crate::run),
+/// [`go`](crate::go), …) use a global one built with the defaults; build your
+/// own to isolate workloads or change the limits.
+///
+/// # How it behaves
+///
+/// * It starts no thread until work arrives, and keeps about as many threads
+///   *computing* as there are CPUs (Go's `GOMAXPROCS`).
+/// * When workers block (sleep, I/O, waiting on a lock or another task) and
+///   work is waiting, it starts more threads, up to
+///   [`max_threads`](Builder::max_threads). CPU-bound work never makes it grow
+///   past the CPU count.
+/// * Idle threads spin for a few microseconds (a job submitted then costs
+///   about a microsecond, not a ~25 µs wake-up), then sleep, then exit after
+///   the [`keep_alive`](Builder::keep_alive).
+/// * Free functions called from a worker of this pool use this pool.
+///
+/// Dropping the last `Pool` handle does not stop the work already submitted:
+/// it runs, then the threads retire. Call [`shutdown`](Pool::shutdown) to
+/// wait for it.
+///
+/// # vs rayon, tokio and `blocking`
+///
+/// rayon's pool is fixed at the CPU count, so blocking jobs starve it; tokio's
+/// `spawn_blocking` and the `blocking` crate start a thread whenever none is
+/// free, so 100,000 tiny jobs make hundreds of threads (and `blocking` never
+/// shrinks). This pool grows only for work that blocks.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use velocity_async::Pool;
+///
+/// let pool = Pool::builder().max_threads(4).keep_alive(Duration::from_secs(1)).build();
+/// let task = pool.run(|| 2 + 2);
+/// assert_eq!(task.get().unwrap(), 4);
+/// assert!(pool.shutdown(Duration::from_secs(10)).is_complete());
+/// ```
+#[derive(Clone)]
+pub struct Pool {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("config", &self.shared.config)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Pool {
+    /// A builder for a new pool.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let pool = velocity_async::Pool::builder().thread_name("db").build();
+    /// assert_eq!(pool.run(|| std::thread::current().name().map(String::from)).get().unwrap().as_deref(), Some("db"));
+    /// ```
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// The global pool the free functions use (built with the defaults on
+    /// first use).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let before = velocity_async::Pool::global().stats().completed;
+    /// velocity_async::run(|| ()).get().unwrap();
+    /// assert!(velocity_async::Pool::global().stats().completed > before);
+    /// ```
+    pub fn global() -> &'static Pool {
+        super::global()
+    }
+
+    /// A snapshot of the pool's counters. Each field is read consistently with
+    /// the others under the pool's lock, except the monotonic counters.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let pool = velocity_async::Pool::builder().build();
+    /// pool.run(|| ()).get().unwrap();
+    /// let stats = pool.stats();
+    /// assert_eq!(stats.completed, 1);
+    /// assert!(stats.threads_alive <= stats.threads_spawned as usize);
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Stops accepting work and waits up to `timeout` for everything already
+    /// submitted — queued, running, fire-and-forget, and work abandoned after
+    /// a timeout — to finish. Nothing submitted before the call is dropped:
+    /// queued work still runs.
+    ///
+    /// Afterwards, submissions are refused: tasks resolve to
+    /// [`Error::ShutDown`](crate::Error::ShutDown) and
+    /// [`Pool::try_go`] returns it. `Duration::ZERO` only closes the pool and
+    /// reports; `Duration::MAX` waits as long as it takes. Calling it again is
+    /// harmless.
+    ///
+    /// A thread cannot be killed, so work that never returns keeps its thread;
+    /// the report counts it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = velocity_async::Pool::builder().build();
+    /// pool.go(|| std::thread::sleep(Duration::from_millis(10)));
+    /// let report = pool.shutdown(Duration::from_secs(60));
+    /// assert!(report.is_complete());
+    /// assert!(pool.run(|| 1).get().unwrap_err().to_string().contains("shut down"));
+    /// ```
+    pub fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        self.shared.shutdown(timeout)
+    }
+}
+
+/// Configures a [`Pool`].
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// let pool = velocity_async::Pool::builder()
+///     .max_threads(64)
+///     .keep_alive(Duration::from_secs(30))
+///     .thread_name("worker")
+///     .stack_size(256 * 1024)
+///     .build();
+/// assert_eq!(pool.run(|| 1).get().unwrap(), 1);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Builder {
+    config: Config,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// The defaults: [`DEFAULT_MAX_THREADS`], [`DEFAULT_KEEP_ALIVE`], threads
+    /// named `velocity-async`, std's default stack size, one computing thread
+    /// per available CPU.
+    pub fn new() -> Builder {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Builder {
+            config: Config {
+                max_threads: DEFAULT_MAX_THREADS,
+                keep_alive: DEFAULT_KEEP_ALIVE,
+                name: "velocity-async".into(),
+                stack_size: None,
+                target_running: cpus,
+                monitor_interval: Duration::from_millis(1),
+                spin: Duration::from_micros(50),
+            },
+        }
+    }
+
+    /// The most threads the pool may have at once. At the cap, work queues.
+    /// `0` is taken as `1` (a pool needs a thread to run anything).
+    pub fn max_threads(mut self, n: usize) -> Builder {
+        self.config.max_threads = n.max(1);
+        self
+    }
+
+    /// How long an idle thread waits for work before it exits.
+    /// `Duration::ZERO` retires threads as soon as the queue is empty (after
+    /// their brief spin); `Duration::MAX` keeps them forever.
+    pub fn keep_alive(mut self, d: Duration) -> Builder {
+        self.config.keep_alive = d;
+        self
+    }
+
+    /// The name of the pool's threads (shown by debuggers, `top -H`, panic
+    /// messages). Linux shows the first 15 bytes.
+    pub fn thread_name(mut self, name: impl Into<String>) -> Builder {
+        self.config.name = name.into();
+        self
+    }
+
+    /// The stack size of the pool's threads, in bytes. The default is std's
+    /// (2 MiB, or `RUST_MIN_STACK`).
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.config.stack_size = Some(bytes);
+        self
+    }
+
+    /// How many threads the pool keeps computing at once (Go's `GOMAXPROCS`);
+    /// the default is the number of available CPUs. `0` is taken as `1`.
+    /// Threads beyond this are started only for work that blocks.
+    pub fn target_running(mut self, n: usize) -> Builder {
+        self.config.target_running = n.max(1);
+        self
+    }
+
+    /// How long an idle thread spins for new work before it sleeps (default
+    /// 50 µs). Spinning costs CPU but turns a ~25 µs wake-up into a hand-off
+    /// of well under a microsecond. `Duration::ZERO` never spins.
+    pub fn spin(mut self, d: Duration) -> Builder {
+        self.config.spin = d;
+        self
+    }
+
+    /// How often the monitor checks for blocked workers while work waits
+    /// (default 1 ms). Clamped to at least 10 µs.
+    pub fn monitor_interval(mut self, d: Duration) -> Builder {
+        self.config.monitor_interval = d.max(Duration::from_micros(10));
+        self
+    }
+
+    /// Builds the pool. No thread starts until work arrives.
+    pub fn build(self) -> Pool {
+        Pool {
+            shared: Arc::new(Shared::new(self.config)),
+        }
+    }
+}
+
+/// A snapshot of a pool's counters ([`Pool::stats`], [`crate::stats`]).
+///
+/// # Example
+///
+/// ```
+/// let s = velocity_async::stats();
+/// assert!(s.threads_idle + s.threads_running <= s.threads_alive + 1);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Threads alive (or starting).
+    pub threads_alive: usize,
+    /// Threads sleeping until work arrives.
+    pub threads_idle: usize,
+    /// Threads running a job.
+    pub threads_running: usize,
+    /// Workers blocked waiting on a task.
+    pub threads_blocked: usize,
+    /// Jobs waiting for a thread.
+    pub queued: usize,
+    /// Jobs finished (including panicked ones), on workers or inline.
+    pub completed: u64,
+    /// Jobs that panicked.
+    pub panicked: u64,
+    /// Jobs still running although their task already timed out or was
+    /// cancelled (work that cannot be killed is counted, never hidden).
+    pub abandoned: usize,
+    /// Jobs never called because their task was cancelled or timed out first.
+    pub skipped: u64,
+    /// Jobs run by the thread waiting on them instead of a worker.
+    pub ran_inline: u64,
+    /// Threads started over the pool's life.
+    pub threads_spawned: u64,
+    /// Thread starts the operating system refused.
+    pub spawn_failures: u64,
+    /// Whether [`Pool::shutdown`] was called.
+    pub shut_down: bool,
+}
+
+/// What [`Pool::shutdown`] found when it returned.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// let report = velocity_async::Pool::builder().build().shutdown(Duration::ZERO);
+/// assert!(report.is_complete());
+/// assert_eq!(report.still_running(), 0);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutdownReport {
+    complete: bool,
+    running: usize,
+    queued: usize,
+    abandoned: usize,
+}
+
+impl ShutdownReport {
+    pub(crate) fn new(complete: bool, running: usize, queued: usize, abandoned: usize) -> Self {
+        ShutdownReport {
+            complete,
+            running,
+            queued,
+            abandoned,
+        }
+    }
+
+    /// True if everything submitted had finished.
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// Jobs still running when the call returned.
+    pub fn still_running(&self) -> usize {
+        self.running
+    }
+
+    /// Jobs still queued when the call returned (they will still run).
+    pub fn still_queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Of the running jobs, those whose task had already timed out or been
+    /// cancelled.
+    pub fn abandoned(&self) -> usize {
+        self.abandoned
+    }
+}

@@ -1,0 +1,57 @@
+//! Reading another thread's CPU clock: how the monitor tells a worker that
+//! computes from one that is blocked (Go's sysmon uses the scheduler's own
+//! knowledge; a library only has the kernel's clocks).
+//!
+//! Two libc calls, each in an `unsafe` block: the only unsafe code outside the
+//! lifetime-erasure module, kept here because it buys the pool's central
+//! property (grow for blocking work, not for CPU work).
+#![allow(unsafe_code)]
+
+use std::time::Duration;
+
+/// The CPU-time clock of one thread.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ThreadClock {
+    #[cfg(target_os = "linux")]
+    id: libc::clockid_t,
+}
+
+impl ThreadClock {
+    /// The calling thread's clock, if the platform has one.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn current() -> Option<ThreadClock> {
+        let mut id: libc::clockid_t = 0;
+        // SAFETY: `pthread_self()` is always a valid handle for the calling
+        // thread, and `id` is a valid, writable `clockid_t`.
+        let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) };
+        (rc == 0).then_some(ThreadClock { id })
+    }
+
+    /// The calling thread's clock, if the platform has one.
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn current() -> Option<ThreadClock> {
+        None
+    }
+
+    /// CPU time the thread has used so far; `None` if it has exited.
+    ///
+    /// On Linux the clock id encodes the thread id, so reading the clock of a
+    /// thread that has exited is a clean `EINVAL`, never undefined behaviour.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn read(self) -> Option<Duration> {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable `timespec`; an invalid clock id is
+        // reported through the return value.
+        let rc = unsafe { libc::clock_gettime(self.id, &mut ts) };
+        (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+    }
+
+    /// CPU time the thread has used so far; `None` if it has exited.
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn read(self) -> Option<Duration> {
+        None
+    }
+}

@@ -1,0 +1,481 @@
+//! The adaptive elastic pool: private machinery behind every function of the
+//! crate. `README.md` beside this file explains how it grows, spins, sleeps
+//! and retires, and why it cannot deadlock; the public face is [`Pool`] and
+//! [`Builder`] in `builder.rs`.
+
+mod builder;
+mod cpu_clock;
+mod monitor;
+mod worker;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+pub use builder::{Builder, Pool, ShutdownReport, Stats, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_THREADS};
+
+use crate::error::{Error, SpawnError};
+use crate::task::Runnable;
+use cpu_clock::ThreadClock;
+
+/// A unit of work in the queue.
+pub(crate) enum Job {
+    /// A task with a handle; a waiter may have run it inline already.
+    Task(Arc<dyn Runnable>),
+    /// Fire-and-forget work, already wrapped in its panic policy. Returns true
+    /// if it panicked.
+    Go(Box<dyn FnOnce() -> bool + Send>),
+}
+
+impl Job {
+    /// Runs the job on this thread. Returns whether it panicked.
+    fn run(self) -> bool {
+        match self {
+            Job::Task(t) => t.run_queued(),
+            Job::Go(f) => f(),
+        }
+    }
+
+    /// The pool cannot run this job: a task resolves with `err`. Fire-and-
+    /// forget work has nobody to report to, so when no thread could be started
+    /// it runs on the submitting thread rather than be lost; after a shutdown
+    /// it is dropped uncalled (`Pool::try_go` reports that).
+    #[cold]
+    pub(crate) fn refuse(self, err: Error) {
+        match self {
+            Job::Task(t) => t.refuse(err),
+            Job::Go(f) => {
+                if matches!(err, Error::Spawn(_)) {
+                    f();
+                } else {
+                    crate::panic::drop_quietly(f);
+                }
+            }
+        }
+    }
+}
+
+/// Settings fixed when a pool is built.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) max_threads: usize,
+    pub(crate) keep_alive: Duration,
+    pub(crate) name: String,
+    pub(crate) stack_size: Option<usize>,
+    /// How many threads should be computing at once (Go's GOMAXPROCS).
+    pub(crate) target_running: usize,
+    pub(crate) monitor_interval: Duration,
+    pub(crate) spin: Duration,
+}
+
+/// A worker's public face, read by the monitor.
+pub(crate) struct WorkerInfo {
+    pub(crate) id: u64,
+    pub(crate) clock: Option<ThreadClock>,
+    pub(crate) born: Instant,
+    /// Running a job. ORDERING: Relaxed; the monitor's view is advisory.
+    pub(crate) busy: AtomicBool,
+    /// Blocked in `Task::wait` (known to block, no clock needed).
+    pub(crate) blocked: AtomicBool,
+    /// Jobs started; progress for platforms without thread clocks.
+    pub(crate) jobs: AtomicU64,
+}
+
+/// How an idle worker is woken.
+pub(crate) struct Sleeper {
+    thread: Thread,
+    /// Written only under the pool lock: set by whoever pops the sleeper
+    /// from the idle list, cleared by the worker when it pushes itself. So a
+    /// worker is in the idle list exactly when it pushed itself and
+    /// `notified` is still false. ORDERING: Relaxed suffices under the lock;
+    /// the sleeper's lock-free check after waking is only a hint.
+    notified: AtomicBool,
+}
+
+impl Sleeper {
+    fn unpark(&self) {
+        self.thread.unpark();
+    }
+}
+
+impl State {
+    /// Pops the most recently idle worker and marks it woken. The caller
+    /// unparks it after releasing the lock.
+    fn pop_idle(&mut self) -> Option<Arc<Sleeper>> {
+        let s = self.idle.pop()?;
+        s.notified.store(true, Ordering::Relaxed);
+        Some(s)
+    }
+}
+
+/// Everything behind the lock.
+pub(crate) struct State {
+    pub(crate) queue: VecDeque<Job>,
+    /// Sleeping workers, most recently idle last (LIFO: warm threads are
+    /// reused, cold ones reach their keep-alive and retire).
+    pub(crate) idle: Vec<Arc<Sleeper>>,
+    /// Threads alive or being started.
+    pub(crate) alive: usize,
+    /// Workers running a job.
+    pub(crate) running: usize,
+    /// Jobs submitted and not yet finished (queued or running).
+    pub(crate) outstanding: usize,
+    pub(crate) closed: bool,
+    pub(crate) workers: Vec<Arc<WorkerInfo>>,
+    pub(crate) next_id: u64,
+    /// The monitor thread is alive.
+    pub(crate) monitor: bool,
+    /// The monitor is waiting for the queue to back up.
+    pub(crate) monitor_sleeping: bool,
+}
+
+impl State {
+    /// Work waits and no sleeping worker can take it.
+    pub(crate) fn starving(&self) -> bool {
+        !self.queue.is_empty() && self.idle.is_empty()
+    }
+}
+
+/// The pool's shared core. `Pool` handles, workers and tasks hold an `Arc`.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    pub(crate) config: Config,
+    /// Mirror of `state.queue.len()`, for spinners to watch without the lock.
+    queued: AtomicUsize,
+    /// Workers spinning for work. Incremented without the lock; decremented
+    /// under it, followed by a check of the queue (see README.md).
+    spinners: AtomicUsize,
+    /// Signalled when `outstanding` reaches zero or a thread exits.
+    drained: Condvar,
+    monitor_wake: Condvar,
+    completed: AtomicU64,
+    panicked: AtomicU64,
+    abandoned: AtomicUsize,
+    skipped: AtomicU64,
+    inline: AtomicU64,
+    blocked: AtomicUsize,
+    spawned: AtomicU64,
+    spawn_failures: AtomicU64,
+    /// Threads the monitor still wants started; new workers start them.
+    pub(crate) grow_budget: AtomicUsize,
+}
+
+thread_local! {
+    /// The pool and worker record of the current thread, if it is a worker.
+    static WORKER: RefCell<Option<(Arc<Shared>, Arc<WorkerInfo>)>> = const { RefCell::new(None) };
+}
+
+/// The pool that free functions use: the current worker's pool, else the
+/// global one.
+pub(crate) fn current() -> Arc<Shared> {
+    WORKER
+        .try_with(|w| w.borrow().as_ref().map(|(s, _)| s.clone()))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| global().shared.clone())
+}
+
+/// The lazily built global pool (default settings).
+pub(crate) fn global() -> &'static Pool {
+    static GLOBAL: OnceLock<Pool> = OnceLock::new();
+    GLOBAL.get_or_init(|| Builder::new().build())
+}
+
+/// Marks the current worker as blocked while alive (see `Task::wait`).
+pub(crate) struct BlockedGuard {
+    worker: Option<(Arc<Shared>, Arc<WorkerInfo>)>,
+}
+
+impl BlockedGuard {
+    /// If this thread is a worker, counts it as blocked and, if work is
+    /// waiting and no thread is free, starts one: Go's hand-off of a thread
+    /// that enters a blocking system call.
+    pub(crate) fn enter() -> BlockedGuard {
+        let worker = WORKER.try_with(|w| w.borrow().clone()).ok().flatten();
+        if let Some((shared, info)) = &worker {
+            info.blocked.store(true, Ordering::Relaxed);
+            shared.blocked.fetch_add(1, Ordering::Relaxed);
+            shared.grow_if_starving();
+        }
+        BlockedGuard { worker }
+    }
+}
+
+impl Drop for BlockedGuard {
+    fn drop(&mut self) {
+        if let Some((shared, info)) = &self.worker {
+            info.blocked.store(false, Ordering::Relaxed);
+            shared.blocked.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config) -> Shared {
+        Shared {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                idle: Vec::new(),
+                alive: 0,
+                running: 0,
+                outstanding: 0,
+                closed: false,
+                workers: Vec::new(),
+                next_id: 0,
+                monitor: false,
+                monitor_sleeping: false,
+            }),
+            config,
+            queued: AtomicUsize::new(0),
+            spinners: AtomicUsize::new(0),
+            drained: Condvar::new(),
+            monitor_wake: Condvar::new(),
+            completed: AtomicU64::new(0),
+            panicked: AtomicU64::new(0),
+            abandoned: AtomicUsize::new(0),
+            skipped: AtomicU64::new(0),
+            inline: AtomicU64::new(0),
+            blocked: AtomicUsize::new(0),
+            spawned: AtomicU64::new(0),
+            spawn_failures: AtomicU64::new(0),
+            grow_budget: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means a panic inside the pool's own bookkeeping
+        // (user code never runs under it); the state is still consistent
+        // because every critical section finishes its updates before anything
+        // that could panic.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `job` and makes sure some thread will run it. Hands the job
+    /// back if the pool is shut down.
+    pub(crate) fn submit(self: &Arc<Self>, job: Job) -> Result<(), Job> {
+        let mut st = self.lock();
+        if st.closed {
+            return Err(job);
+        }
+        st.queue.push_back(job);
+        st.outstanding += 1;
+        let queued = st.queue.len();
+        // ORDERING: Release pairs with the spinners' Acquire load; they then
+        // take the lock to pop, which is what actually synchronises.
+        self.queued.store(queued, Ordering::Release);
+        if queued <= self.spinners.load(Ordering::SeqCst) {
+            return Ok(()); // a spinning worker will take it
+        }
+        if let Some(sleeper) = st.pop_idle() {
+            drop(st);
+            sleeper.unpark();
+            return Ok(());
+        }
+        if st.alive < self.config.target_running.min(self.config.max_threads) {
+            st.alive += 1;
+            drop(st);
+            self.spawn_worker();
+            return Ok(());
+        }
+        self.wake_monitor(st);
+        Ok(())
+    }
+
+    /// Starts one worker if work waits, nobody is free, and the cap allows.
+    pub(crate) fn grow_if_starving(self: &Arc<Self>) {
+        let mut st = self.lock();
+        if st.starving() && st.alive < self.config.max_threads && !st.closed {
+            st.alive += 1;
+            drop(st);
+            self.spawn_worker();
+        }
+    }
+
+    /// Called by a new worker: starts up to two of the threads the monitor
+    /// still wants, while work is still starving.
+    pub(crate) fn pass_on_growth(self: &Arc<Self>) {
+        for _ in 0..2 {
+            let took = self
+                .grow_budget
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+                .is_ok();
+            if !took {
+                return;
+            }
+            let mut st = self.lock();
+            if !st.starving() || st.alive >= self.config.max_threads || st.closed {
+                self.grow_budget.store(0, Ordering::Relaxed);
+                return;
+            }
+            st.alive += 1;
+            drop(st);
+            self.spawn_worker();
+        }
+    }
+
+    /// Starts a worker thread; `alive` was already incremented for it.
+    pub(crate) fn spawn_worker(self: &Arc<Self>) {
+        let mut builder = std::thread::Builder::new().name(self.config.name.clone());
+        if let Some(size) = self.config.stack_size {
+            builder = builder.stack_size(size);
+        }
+        let shared = self.clone();
+        match builder.spawn(move || worker::main_loop(shared)) {
+            Ok(_) => {
+                self.spawned.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => self.spawn_failed(e),
+        }
+    }
+
+    /// Rolls back a failed spawn. If no worker is left to run the queue, every
+    /// queued job is refused with the error rather than stranded.
+    #[cold]
+    fn spawn_failed(&self, e: std::io::Error) {
+        self.spawn_failures.fetch_add(1, Ordering::Relaxed);
+        let mut st = self.lock();
+        st.alive -= 1;
+        if st.alive > 0 {
+            return; // the living workers will get to the queue
+        }
+        let jobs: Vec<Job> = st.queue.drain(..).collect();
+        st.outstanding -= jobs.len();
+        self.queued.store(0, Ordering::Release);
+        let drained = st.outstanding == 0;
+        drop(st);
+        if drained {
+            self.drained.notify_all();
+        }
+        let err = Error::Spawn(SpawnError::new(e));
+        for job in jobs {
+            job.refuse(err.clone());
+        }
+    }
+
+    fn wake_monitor(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
+        if st.monitor {
+            if st.monitor_sleeping {
+                st.monitor_sleeping = false;
+                drop(st);
+                self.monitor_wake.notify_one();
+            }
+            return;
+        }
+        st.monitor = true;
+        drop(st);
+        let weak = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name(format!("{}-monitor", self.config.name))
+            .spawn(move || monitor::main_loop(weak));
+        if spawned.is_err() {
+            // Without a monitor the pool still grows on blocked waits; the
+            // next backed-up submission tries again.
+            self.lock().monitor = false;
+        }
+    }
+
+    /// Whether the calling thread is one of this pool's workers.
+    pub(crate) fn is_own_worker(self: &Arc<Self>) -> bool {
+        WORKER
+            .try_with(|w| {
+                w.borrow()
+                    .as_ref()
+                    .is_some_and(|(s, _)| Arc::ptr_eq(s, self))
+            })
+            .unwrap_or(false)
+    }
+
+    /// Whether a waiter cannot count on a free thread ever taking queued work.
+    pub(crate) fn is_saturated(&self) -> bool {
+        let st = self.lock();
+        st.alive >= self.config.max_threads && st.idle.is_empty()
+    }
+
+    pub(crate) fn count_skipped(&self) {
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_inline(&self, panicked: bool) {
+        self.inline.fetch_add(1, Ordering::Relaxed);
+        self.count_done(panicked);
+    }
+
+    fn count_done(&self, panicked: bool) {
+        self.completed.fetch_add(1, Ordering::Relaxed);
+        if panicked {
+            self.panicked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn abandoned_started(&self) {
+        self.abandoned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn abandoned_finished(&self) {
+        self.abandoned.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Closes the pool and waits up to `timeout` for submitted work to finish.
+    pub(crate) fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut st = self.lock();
+        st.closed = true;
+        let mut idle = Vec::new();
+        while let Some(s) = st.pop_idle() {
+            idle.push(s);
+        }
+        let monitor_sleeping = std::mem::replace(&mut st.monitor_sleeping, false);
+        drop(st);
+        for s in idle {
+            s.unpark();
+        }
+        if monitor_sleeping {
+            self.monitor_wake.notify_one();
+        }
+        let mut st = self.lock();
+        loop {
+            if st.outstanding == 0 {
+                break;
+            }
+            let now = Instant::now();
+            st = match deadline {
+                Some(d) if now >= d => break,
+                Some(d) => {
+                    self.drained
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None => self.drained.wait(st).unwrap_or_else(|e| e.into_inner()),
+            };
+        }
+        ShutdownReport::new(
+            st.outstanding == 0,
+            st.running,
+            st.queue.len(),
+            self.abandoned.load(Ordering::Relaxed),
+        )
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let st = self.lock();
+        Stats {
+            threads_alive: st.alive,
+            threads_idle: st.idle.len(),
+            threads_running: st.running,
+            threads_blocked: self.blocked.load(Ordering::Relaxed),
+            queued: st.queue.len(),
+            completed: self.completed.load(Ordering::Relaxed),
+            panicked: self.panicked.load(Ordering::Relaxed),
+            abandoned: self.abandoned.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            ran_inline: self.inline.load(Ordering::Relaxed),
+            threads_spawned: self.spawned.load(Ordering::Relaxed),
+            spawn_failures: self.spawn_failures.load(Ordering::Relaxed),
+            shut_down: st.closed,
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The monitor: Go's `sysmon` for a library. It wakes only while work waits
+//! and no worker is free, and decides whether the busy workers are computing
+//! (leave them be: more threads would only oversubscribe the CPUs) or blocked
+//! (start more threads, or the queue starves).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use super::{Shared, WorkerInfo};
+
+/// A worker counts as blocked over a tick if it used less than this share of
+/// the tick's wall time on a CPU (1/8: a computing worker keeps well above it
+/// even when 4 threads share each core).
+const BLOCKED_SHARE: u32 = 8;
+
+struct Sample {
+    cpu: Duration,
+    at: Instant,
+    jobs: u64,
+}
+
+pub(super) fn main_loop(pool: Weak<Shared>) {
+    let mut samples: HashMap<u64, Sample> = HashMap::new();
+    loop {
+        let Some(shared) = pool.upgrade() else { return };
+        let interval = shared.config.monitor_interval;
+        {
+            let mut st = shared.lock();
+            while !st.starving() {
+                if st.closed && st.outstanding == 0 {
+                    st.monitor = false;
+                    return;
+                }
+                st.monitor_sleeping = true;
+                let (guard, timeout) = shared
+                    .monitor_wake
+                    .wait_timeout(st, shared.config.keep_alive.min(Duration::from_secs(3600)))
+                    .unwrap_or_else(|e| e.into_inner());
+                st = guard;
+                st.monitor_sleeping = false;
+                if timeout.timed_out() && !st.starving() {
+                    st.monitor = false;
+                    return;
+                }
+            }
+        }
+        drop(shared);
+        std::thread::sleep(interval);
+        let Some(shared) = pool.upgrade() else { return };
+        let (busy, queued, room) = {
+            let st = shared.lock();
+            // A worker that is neither idle nor running a job is spinning or
+            // between jobs: it is about to take from the queue.
+            if !st.starving() || st.closed || st.running < st.alive {
+                continue;
+            }
+            let busy: Vec<Arc<WorkerInfo>> = st
+                .workers
+                .iter()
+                .filter(|w| w.busy.load(Ordering::Relaxed))
+                .cloned()
+                .collect();
+            (
+                busy,
+                st.queue.len(),
+                shared.config.max_threads.saturating_sub(st.alive),
+            )
+        };
+        let (running, blocked) = classify(&busy, &mut samples, interval);
+        samples.retain(|id, _| busy.iter().any(|w| w.id == *id));
+        let target = shared.config.target_running;
+        if running >= target || room == 0 {
+            continue;
+        }
+        // Keep `target` threads computing; and since every blocked worker is
+        // evidence that this is blocking work, at least double the blocked
+        // set, so 1,000 blocking jobs get their threads in ~10 ticks, not 500.
+        let want = (target - running).max(blocked).min(queued).min(room);
+        // Start them as a tree: each new worker starts up to two more before
+        // taking work, so 1,000 threads take ~10 spawn latencies, not 1,000.
+        if want > 0 {
+            shared.grow_budget.store(want - 1, Ordering::Relaxed);
+            let mut st = shared.lock();
+            if st.starving() && st.alive < shared.config.max_threads && !st.closed {
+                st.alive += 1;
+                drop(st);
+                shared.spawn_worker();
+            }
+        }
+    }
+}
+
+/// Splits the busy workers into (computing, blocked) by how much CPU time
+/// each used since the last sample.
+fn classify(
+    busy: &[Arc<WorkerInfo>],
+    samples: &mut HashMap<u64, Sample>,
+    interval: Duration,
+) -> (usize, usize) {
+    let now = Instant::now();
+    let mut running = 0;
+    let mut blocked = 0;
+    for w in busy {
+        if w.blocked.load(Ordering::Relaxed) {
+            blocked += 1;
+            continue;
+        }
+        let jobs = w.jobs.load(Ordering::Relaxed);
+        let cpu = w.clock.and_then(|c| c.read());
+        // A worker seen for the first time is measured from its birth if it
+        // is young, otherwise it is given the benefit of the doubt this tick.
+        let previous = samples
+            .get(&w.id)
+            .map(|s| (s.cpu, s.at, Some(s.jobs)))
+            .or_else(|| {
+                (now.duration_since(w.born) <= interval * 4).then_some((
+                    Duration::ZERO,
+                    w.born,
+                    None,
+                ))
+            });
+        let is_blocked = match (cpu, previous) {
+            (Some(cpu), Some((prev_cpu, prev_at, _))) => {
+                let used = cpu.saturating_sub(prev_cpu);
+                used * BLOCKED_SHARE < now.duration_since(prev_at)
+            }
+            // No CPU clock on this platform: a worker still on the same job a
+            // whole tick later counts as blocked.
+            (None, Some((_, _, Some(prev_jobs)))) => prev_jobs == jobs,
+            _ => false,
+        };
+        if is_blocked {
+            blocked += 1;
+        } else {
+            running += 1;
+        }
+        samples.insert(
+            w.id,
+            Sample {
+                cpu: cpu.unwrap_or_default(),
+                at: now,
+                jobs,
+            },
+        );
+    }
+    (running, blocked)
+}

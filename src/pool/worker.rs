@@ -1,0 +1,146 @@
+//! A worker thread's life: take a job, run it, spin briefly, sleep, retire.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::cpu_clock::ThreadClock;
+use super::{Shared, Sleeper, WorkerInfo, WORKER};
+
+/// The body of every worker thread. `alive` already counts this thread.
+pub(super) fn main_loop(shared: Arc<Shared>) {
+    let info = {
+        let mut st = shared.lock();
+        let info = Arc::new(WorkerInfo {
+            id: st.next_id,
+            clock: ThreadClock::current(),
+            born: Instant::now(),
+            busy: AtomicBool::new(false),
+            blocked: AtomicBool::new(false),
+            jobs: Default::default(),
+        });
+        st.next_id += 1;
+        st.workers.push(info.clone());
+        info
+    };
+    let _ = WORKER.try_with(|w| *w.borrow_mut() = Some((shared.clone(), info.clone())));
+    shared.pass_on_growth();
+    let sleeper = Arc::new(Sleeper {
+        thread: std::thread::current(),
+        notified: AtomicBool::new(false),
+    });
+
+    let mut st = shared.lock();
+    loop {
+        if let Some(job) = st.queue.pop_front() {
+            shared.queued.store(st.queue.len(), Ordering::Release);
+            st.running += 1;
+            // More work waits and nobody spins for it: pass the wake-up on
+            // (Go's spinning-thread hand-off), so a burst fans out in parallel.
+            let next = if !st.queue.is_empty() && shared.spinners.load(Ordering::SeqCst) == 0 {
+                st.pop_idle()
+            } else {
+                None
+            };
+            drop(st);
+            if let Some(next) = next {
+                next.unpark();
+            }
+            info.jobs.fetch_add(1, Ordering::Relaxed);
+            info.busy.store(true, Ordering::Relaxed);
+            let panicked = job.run();
+            info.busy.store(false, Ordering::Relaxed);
+            shared.count_done(panicked);
+            st = shared.lock();
+            st.running -= 1;
+            st.outstanding -= 1;
+            if st.outstanding == 0 && st.closed {
+                shared.drained.notify_all();
+            }
+            continue;
+        }
+        if st.closed {
+            break;
+        }
+        drop(st);
+        spin_for_work(&shared);
+        st = shared.lock();
+        if !st.queue.is_empty() {
+            continue;
+        }
+        if st.closed {
+            break;
+        }
+        // Sleep until woken or the keep-alive passes.
+        sleeper.notified.store(false, Ordering::Relaxed);
+        st.idle.push(sleeper.clone());
+        drop(st);
+        let deadline = Instant::now().checked_add(shared.config.keep_alive);
+        loop {
+            match deadline {
+                Some(d) => std::thread::park_timeout(d.saturating_duration_since(Instant::now())),
+                None => std::thread::park(),
+            }
+            if sleeper.notified.load(Ordering::Relaxed) {
+                break;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+        }
+        st = shared.lock();
+        if !sleeper.notified.load(Ordering::Relaxed) {
+            // Keep-alive passed and nobody popped us (checked under the lock,
+            // so this is exact): leave the idle list.
+            if let Some(i) = st.idle.iter().rposition(|s| Arc::ptr_eq(s, &sleeper)) {
+                st.idle.remove(i);
+            }
+            if st.queue.is_empty() {
+                break;
+            }
+        }
+    }
+    // Retire.
+    st.alive -= 1;
+    if let Some(i) = st.workers.iter().position(|w| Arc::ptr_eq(w, &info)) {
+        st.workers.swap_remove(i);
+    }
+    drop(st);
+    shared.drained.notify_all();
+    let _ = WORKER.try_with(|w| w.borrow_mut().take());
+}
+
+/// Spins for up to the configured time while the queue is empty, so a job
+/// submitted right after this worker finished its last one is taken in
+/// nanoseconds instead of a ~25 µs wake-up. At most half the target threads
+/// (at least one) spin at once.
+fn spin_for_work(shared: &Shared) {
+    let max_spinners = (shared.config.target_running / 2).max(1);
+    if shared.config.spin.is_zero() {
+        return;
+    }
+    if shared.spinners.fetch_add(1, Ordering::SeqCst) >= max_spinners {
+        shared.spinners.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
+    let start = Instant::now();
+    let mut rounds = 0u32;
+    'spin: loop {
+        for _ in 0..64 {
+            if shared.queued.load(Ordering::Acquire) > 0 {
+                break 'spin;
+            }
+            std::hint::spin_loop();
+        }
+        rounds += 1;
+        if rounds % 8 == 0 {
+            if start.elapsed() >= shared.config.spin {
+                break;
+            }
+            std::thread::yield_now();
+        }
+    }
+    // Decremented before the caller takes the lock and checks the queue, so a
+    // submitter that counted on this spinner is always seen (README.md).
+    shared.spinners.fetch_sub(1, Ordering::SeqCst);
+}

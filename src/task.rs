@@ -1,0 +1,690 @@
+//! The handle: [`Task<T>`] and the shared slot its outcome lands in.
+//!
+//! # States
+//!
+//! A task has two small state machines, both in one allocation
+//! ([`TaskCell`]):
+//!
+//! * the **outcome** (`Slot::kind`): `PENDING` → one of `VALUE`, `PANIC`,
+//!   `TIMEOUT`, `CANCELLED`, `FAILED`. Written once, by whoever resolves first:
+//!   the job returning, the job's context firing (timeout, cancel), or the
+//!   pool refusing the job. The outcome itself sits in `Slot::inner` under its
+//!   mutex; `kind` mirrors it so `ready()` and spinning waiters need no lock.
+//! * the **run state** (`TaskCell::run`): `QUEUED` → `RUNNING` → `FINISHED`.
+//!   `QUEUED → RUNNING` is a CAS, so exactly one thread runs the closure: a
+//!   worker that pops the job, or a waiter that runs it inline.
+//!
+//! The outcome can be decided while the job still runs (a timeout): the job's
+//! late result is then dropped under `catch_unwind` and the run counted as
+//! abandoned until it finishes.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::context::{CancelHook, Context, Reason};
+use crate::error::Error;
+use crate::panic;
+use crate::pool::{self, Shared};
+
+// Outcome kinds. ORDERING: `kind` is stored (Release) under the slot's mutex
+// after the outcome is written; a lock-free Acquire load that sees a non-
+// PENDING kind is followed by taking the mutex to read the outcome.
+const PENDING: u8 = 0;
+const VALUE: u8 = 1;
+const PANIC: u8 = 2;
+const TIMEOUT: u8 = 3;
+const CANCELLED: u8 = 4;
+const FAILED: u8 = 5;
+
+fn kind_of<T>(r: &Result<T, Error>) -> u8 {
+    match r {
+        Ok(_) => VALUE,
+        Err(Error::Panic(_)) => PANIC,
+        Err(Error::Timeout) => TIMEOUT,
+        Err(Error::Cancelled) => CANCELLED,
+        Err(_) => FAILED,
+    }
+}
+
+struct SlotInner<T> {
+    outcome: Option<Result<T, Error>>,
+    /// Threads blocked on `cond`; `notify_all` is skipped when zero.
+    sleepers: usize,
+    wakers: Vec<Waker>,
+}
+
+/// Where a task's outcome lands: decided once, first writer wins.
+pub(crate) struct Slot<T> {
+    kind: AtomicU8,
+    inner: Mutex<SlotInner<T>>,
+    cond: Condvar,
+}
+
+impl<T> Slot<T> {
+    pub(crate) fn new() -> Self {
+        Slot {
+            kind: AtomicU8::new(PENDING),
+            inner: Mutex::new(SlotInner {
+                outcome: None,
+                sleepers: 0,
+                wakers: Vec::new(),
+            }),
+            cond: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotInner<T>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn is_resolved(&self) -> bool {
+        self.kind.load(Ordering::Acquire) != PENDING
+    }
+
+    /// Decides the outcome, waking every waiter. If the outcome was already
+    /// decided, hands `r` back so the caller can drop it safely.
+    pub(crate) fn resolve(&self, r: Result<T, Error>) -> Result<(), Result<T, Error>> {
+        let mut inner = self.lock();
+        if self.kind.load(Ordering::Relaxed) != PENDING {
+            return Err(r);
+        }
+        let kind = kind_of(&r);
+        inner.outcome = Some(r);
+        self.kind.store(kind, Ordering::Release);
+        let wakers = std::mem::take(&mut inner.wakers);
+        let sleepers = inner.sleepers;
+        drop(inner);
+        if sleepers > 0 {
+            self.cond.notify_all();
+        }
+        for w in wakers {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    fn take(&self) -> Option<Result<T, Error>> {
+        self.lock().outcome.take()
+    }
+}
+
+impl<T> Drop for Slot<T> {
+    fn drop(&mut self) {
+        // A result nobody collected: its Drop may panic, and this may run on a
+        // worker or in whoever dropped the last handle.
+        let outcome = self
+            .inner
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .outcome
+            .take();
+        panic::drop_quietly(outcome);
+    }
+}
+
+/// What a [`Task`] handle needs from the allocation behind it.
+pub(crate) trait TaskCore<T>: Send + Sync {
+    fn slot(&self) -> &Slot<T>;
+    fn context(&self) -> Option<&Context>;
+    /// Claims the job if it has not started and runs it on this thread.
+    /// Returns false if it had started (or there is no job).
+    fn run_inline(&self) -> bool;
+    /// The pool the job was given to, if any.
+    fn pool(&self) -> Option<&Arc<Shared>>;
+}
+
+/// A task that was decided at submission (refused, or born timed out).
+#[allow(dead_code, reason = "used by the combinators")]
+pub(crate) struct Decided<T>(Slot<T>);
+
+impl<T: Send> TaskCore<T> for Decided<T> {
+    fn slot(&self) -> &Slot<T> {
+        &self.0
+    }
+    fn context(&self) -> Option<&Context> {
+        None
+    }
+    fn run_inline(&self) -> bool {
+        false
+    }
+    fn pool(&self) -> Option<&Arc<Shared>> {
+        None
+    }
+}
+
+// Run states. ORDERING: QUEUED -> RUNNING is an AcqRel CAS (one runner);
+// RUNNING -> FINISHED a SeqCst swap paired with the SeqCst `abandoned` flag.
+const QUEUED: u8 = 0;
+const RUNNING: u8 = 1;
+const FINISHED: u8 = 2;
+
+/// One allocation per task: the closure, its context and the outcome slot.
+pub(crate) struct TaskCell<T, F> {
+    slot: Slot<T>,
+    run: AtomicU8,
+    /// Set by whoever sees the other side first: the canceller that resolved
+    /// the task while it was RUNNING, or the job finishing. See `abandon`.
+    abandoned: AtomicBool,
+    func: Mutex<Option<F>>,
+    ctx: Context,
+    shared: Arc<Shared>,
+}
+
+impl<T, F> TaskCell<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    /// Builds the cell with its own context, a child of `parent`.
+    pub(crate) fn new(
+        shared: &Arc<Shared>,
+        parent: &Context,
+        deadline: Option<Instant>,
+        f: F,
+    ) -> Arc<Self> {
+        let external = deadline.is_some();
+        Arc::new_cyclic(|me: &Weak<Self>| {
+            let hook: Weak<dyn CancelHook> = me.clone();
+            TaskCell {
+                slot: Slot::new(),
+                run: AtomicU8::new(QUEUED),
+                abandoned: AtomicBool::new(false),
+                func: Mutex::new(Some(f)),
+                ctx: parent.make_child(deadline, external, Some(hook)),
+                shared: shared.clone(),
+            }
+        })
+    }
+
+    /// If the context was born done, decide the outcome now.
+    pub(crate) fn resolve_if_born_done(&self) {
+        if let Some(reason) = self.ctx.reason() {
+            let _ = self.slot.resolve(Err(reason.to_error()));
+        }
+    }
+
+    fn take_func(&self) -> Option<F> {
+        self.func.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Runs the claimed job on this thread. Returns true if it panicked.
+    fn execute(&self) -> bool {
+        let Some(f) = self.take_func() else {
+            return false;
+        };
+        if self.slot.is_resolved() {
+            // Cancelled or timed out before it started: never called.
+            panic::drop_quietly(f);
+            self.run.store(FINISHED, Ordering::SeqCst);
+            self.shared.count_skipped();
+            return false;
+        }
+        let result = {
+            let _current = self.ctx.enter();
+            panic::catch(None, f)
+        };
+        let panicked = result.is_err();
+        self.run.swap(FINISHED, Ordering::SeqCst);
+        if self.abandoned.swap(true, Ordering::SeqCst) {
+            // The canceller counted this run as abandoned; it is over now.
+            self.shared.abandoned_finished();
+        }
+        if let Err(late) = self.slot.resolve(result.map_err(Error::Panic)) {
+            panic::drop_quietly(late);
+        }
+        panicked
+    }
+}
+
+impl<T, F> Drop for TaskCell<T, F> {
+    fn drop(&mut self) {
+        // A closure that was never called (refused, or cancelled before it
+        // started) is dropped here; its captures' `Drop` may panic.
+        let f = self
+            .func
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        panic::drop_quietly(f);
+    }
+}
+
+impl<T, F> CancelHook for TaskCell<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    fn on_cancel(&self, reason: Reason) {
+        if self.slot.resolve(Err(reason.to_error())).is_ok()
+            && self.run.load(Ordering::SeqCst) == RUNNING
+            && !self.abandoned.swap(true, Ordering::SeqCst)
+        {
+            self.shared.abandoned_started();
+        }
+    }
+}
+
+impl<T, F> TaskCore<T> for TaskCell<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    fn slot(&self) -> &Slot<T> {
+        &self.slot
+    }
+
+    fn context(&self) -> Option<&Context> {
+        Some(&self.ctx)
+    }
+
+    fn run_inline(&self) -> bool {
+        if self
+            .run
+            .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        let panicked = self.execute();
+        self.shared.count_inline(panicked);
+        true
+    }
+
+    fn pool(&self) -> Option<&Arc<Shared>> {
+        Some(&self.shared)
+    }
+}
+
+/// What the pool's queue holds for a task: run it unless a waiter already did.
+pub(crate) trait Runnable: Send + Sync {
+    /// Runs the job if nobody claimed it yet. Returns whether it panicked.
+    fn run_queued(&self) -> bool;
+    /// The pool could not run the job: decide the outcome with `err`.
+    fn refuse(&self, err: Error);
+}
+
+impl<T, F> Runnable for TaskCell<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    fn run_queued(&self) -> bool {
+        if self
+            .run
+            .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        self.execute()
+    }
+
+    fn refuse(&self, err: Error) {
+        if self
+            .run
+            .compare_exchange(QUEUED, FINISHED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            let f = self.take_func();
+            let _ = self.slot.resolve(Err(err));
+            panic::drop_quietly(f);
+        }
+    }
+}
+
+/// A handle to work running in the background: Go's `async.Result[T]`.
+///
+/// The outcome — a value, a panic, a timeout, a cancellation, or a refused
+/// submission — is decided once, by whichever comes first, and never changes.
+/// [`ready`](Task::ready) turns true that moment, whether or not anyone waits.
+///
+/// * [`get`](Task::get) blocks until the outcome is known and returns it.
+/// * `Task<T>` is also a [`Future`]: `.await` it under any executor (tokio,
+///   smol, `futures::executor::block_on`, your own); no runtime of ours runs.
+/// * Dropping a task **detaches** it: the work still runs to completion, and
+///   its result is dropped on the worker (a panic in that `Drop` is recovered
+///   and reported to the panic handler).
+///
+/// # Timeouts and cancellation
+///
+/// A timeout or cancellation resolves the task at that moment, not when the
+/// work ends, and wakes every waiter. The work itself cannot be killed — no
+/// thread can be, safely — so it is *told* to stop: its
+/// [`Context::current`] is done. Work that never checks runs to its end, is
+/// counted in [`Stats::abandoned`](crate::Stats::abandoned) meanwhile, and its
+/// late result is dropped.
+///
+/// # Waiting runs unstarted work
+///
+/// A thread that waits on a task that has not started yet runs it itself,
+/// as `rayon::join` does, unless its context can be cancelled from outside
+/// (a timeout, a user context, a combinator): such a wait must return the
+/// moment the context is done, so it never runs the job inline — except when
+/// the pool is saturated, where running it is the only way not to deadlock.
+/// Unrelated queued work is never run while waiting.
+///
+/// # vs `std::thread::JoinHandle`
+///
+/// A `JoinHandle` owns an OS thread and can only be joined; a `Task` is a
+/// pooled job with a non-blocking [`ready`](Task::ready), timed waits, a
+/// timeout outcome, `Future` support, and a panic turned into an
+/// [`Error`] instead of a `Box<dyn Any>`.
+///
+/// # Example
+///
+/// ```
+/// use velocity_async as va;
+///
+/// let task = va::run(|| 6 * 7);
+/// let answer = task.get().unwrap();
+/// assert_eq!(answer, 42);
+/// ```
+#[must_use = "dropping a Task detaches it; call get() to wait for the result"]
+pub struct Task<T> {
+    core: Arc<dyn TaskCore<T>>,
+}
+
+impl<T> fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.core.slot().kind.load(Ordering::Acquire) {
+            PENDING => "pending",
+            VALUE => "value",
+            PANIC => "panicked",
+            TIMEOUT => "timed out",
+            CANCELLED => "cancelled",
+            _ => "failed",
+        };
+        f.debug_struct("Task").field("state", &state).finish()
+    }
+}
+
+impl<T: Send + 'static> Task<T> {
+    pub(crate) fn from_cell<F>(cell: Arc<TaskCell<T, F>>) -> Self
+    where
+        F: FnOnce() -> T + Send + 'static,
+    {
+        Task { core: cell }
+    }
+
+    /// A task whose outcome is already decided.
+    #[allow(dead_code, reason = "used by the combinators")]
+    pub(crate) fn decided(r: Result<T, Error>) -> Self {
+        let slot = Slot::new();
+        let _ = slot.resolve(r);
+        Task {
+            core: Arc::new(Decided(slot)),
+        }
+    }
+}
+
+impl<T> Task<T> {
+    /// Observes a deadline that has passed even if the timer thread is late,
+    /// then reports the outcome kind.
+    fn kind(&self) -> u8 {
+        let kind = self.core.slot().kind.load(Ordering::Acquire);
+        if kind == PENDING {
+            if let Some(ctx) = self.core.context() {
+                if ctx.deadline().is_some() && ctx.reason().is_some() {
+                    return self.core.slot().kind.load(Ordering::Acquire);
+                }
+            }
+        }
+        kind
+    }
+
+    /// Blocks until the outcome is known and returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Panic`] if the work panicked (the panic is also shown to the
+    /// handler of [`set_panic_handler`](crate::set_panic_handler)),
+    /// [`Error::Timeout`] or [`Error::Cancelled`] if its context finished
+    /// first, [`Error::Spawn`] or [`Error::ShutDown`] if the pool refused it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let err = velocity_async::run(|| -> i32 { panic!("no") }).get().unwrap_err();
+    /// assert!(err.is_panic());
+    /// ```
+    pub fn get(self) -> Result<T, Error> {
+        self.wait();
+        match self.core.slot().take() {
+            Some(r) => r,
+            // Unreachable: `wait` returns only once the outcome is set, and
+            // only `get` (which consumes the handle) or a completed `poll`
+            // takes it. Report it rather than panic.
+            None => Err(Error::Cancelled),
+        }
+    }
+
+    /// The value, or `default` if the task failed in any way (Go's
+    /// `GetOrDefault`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let v = velocity_async::run(|| -> u8 { panic!("x") }).get_or(7);
+    /// assert_eq!(v, 7);
+    /// ```
+    pub fn get_or(self, default: T) -> T {
+        self.get().unwrap_or(default)
+    }
+
+    /// The value, or `T::default()` if the task failed in any way.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let v: Vec<u8> = velocity_async::run_with_timeout(Duration::ZERO, || vec![1]).get_or_default();
+    /// assert!(v.is_empty());
+    /// ```
+    pub fn get_or_default(self) -> T
+    where
+        T: Default,
+    {
+        self.get().unwrap_or_default()
+    }
+
+    /// Non-blocking: true once the outcome (value, panic, timeout,
+    /// cancellation or refusal) is known.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let task = velocity_async::run(|| 1);
+    /// task.wait();
+    /// assert!(task.ready());
+    /// ```
+    pub fn ready(&self) -> bool {
+        self.kind() != PENDING
+    }
+
+    /// True if the outcome is a timeout (of `run_with_timeout`,
+    /// `race_with_timeout`, or a context deadline). False while pending.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let task = velocity_async::run_with_timeout(Duration::ZERO, || 1);
+    /// assert!(task.timed_out());
+    /// ```
+    pub fn timed_out(&self) -> bool {
+        self.kind() == TIMEOUT
+    }
+
+    /// Blocks until the outcome is known, keeping the handle.
+    ///
+    /// If the job has not started and nothing but the job itself can cancel
+    /// it, this thread runs it (see the type's docs).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let task = velocity_async::run(|| "done");
+    /// task.wait();
+    /// assert_eq!(task.get().unwrap(), "done");
+    /// ```
+    pub fn wait(&self) {
+        self.wait_until(None);
+    }
+
+    /// Blocks until the outcome is known or `d` has passed; true if it is
+    /// known. `Duration::ZERO` polls; `Duration::MAX` waits as long as needed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let task = velocity_async::run(move || rx.recv().is_ok());
+    /// assert!(!task.wait_timeout(Duration::from_millis(1)));
+    /// drop(tx);
+    /// assert!(task.wait_timeout(Duration::from_secs(60)));
+    /// ```
+    pub fn wait_timeout(&self, d: Duration) -> bool {
+        self.wait_until(Instant::now().checked_add(d))
+    }
+
+    /// Like [`wait_timeout`](Task::wait_timeout), with an instant.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let task = velocity_async::run(|| 1);
+    /// assert!(task.wait_deadline(Instant::now() + Duration::from_secs(60)));
+    /// ```
+    pub fn wait_deadline(&self, deadline: Instant) -> bool {
+        self.wait_until(Some(deadline))
+    }
+
+    fn wait_until(&self, until: Option<Instant>) -> bool {
+        let slot = self.core.slot();
+        if self.kind() != PENDING {
+            return true;
+        }
+        let external = self.core.context().is_some_and(Context::is_external);
+        if !external
+            && self.core.pool().is_some_and(|p| p.is_own_worker())
+            && self.core.run_inline()
+        {
+            return true;
+        }
+        if spin_until_resolved(slot, until) {
+            return true;
+        }
+        // Block. While blocked, a worker thread counts as blocked, so its pool
+        // may start another thread for the queue (Go's hand-off on a blocking
+        // system call).
+        let _blocked = pool::BlockedGuard::enter();
+        let ctx_deadline = self.core.context().and_then(Context::deadline);
+        let mut inner = slot.lock();
+        loop {
+            if slot.kind.load(Ordering::Acquire) != PENDING {
+                return true;
+            }
+            let now = Instant::now();
+            if until.is_some_and(|u| now >= u) {
+                return false;
+            }
+            if ctx_deadline.is_some_and(|d| now >= d) {
+                drop(inner);
+                // Fires the context, which resolves the slot as a timeout.
+                let _ = self.core.context().map(Context::reason);
+                inner = slot.lock();
+                continue;
+            }
+            // An externally cancellable job that has not started, on a
+            // saturated pool: run it here, or nobody may ever run it.
+            if external && self.core.pool().is_some_and(|p| p.is_saturated()) {
+                drop(inner);
+                if self.core.run_inline() {
+                    return true;
+                }
+                inner = slot.lock();
+                continue;
+            }
+            let mut wake = [until, ctx_deadline].into_iter().flatten().min();
+            if external {
+                let recheck = now + SATURATION_RECHECK;
+                wake = Some(wake.map_or(recheck, |w| w.min(recheck)));
+            }
+            inner.sleepers += 1;
+            inner = match wake {
+                Some(w) => {
+                    slot.cond
+                        .wait_timeout(inner, w - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None => slot.cond.wait(inner).unwrap_or_else(|e| e.into_inner()),
+            };
+            inner.sleepers -= 1;
+        }
+    }
+}
+
+/// How often a blocked waiter on an externally cancellable, unstarted job
+/// checks whether the pool has saturated (see `wait_until`).
+const SATURATION_RECHECK: Duration = Duration::from_millis(5);
+
+/// How long a waiter spins before it blocks: a hand-off between two running
+/// threads takes well under a microsecond, a wake-up of a sleeping one tens.
+const WAIT_SPIN: Duration = Duration::from_micros(20);
+
+fn spin_until_resolved<T>(slot: &Slot<T>, until: Option<Instant>) -> bool {
+    let start = Instant::now();
+    let limit = match until {
+        Some(u) => u.saturating_duration_since(start).min(WAIT_SPIN),
+        None => WAIT_SPIN,
+    };
+    let mut i = 0u32;
+    loop {
+        for _ in 0..32 {
+            if slot.kind.load(Ordering::Acquire) != PENDING {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        i += 1;
+        if i % 4 == 0 && start.elapsed() >= limit {
+            return slot.kind.load(Ordering::Acquire) != PENDING;
+        }
+    }
+}
+
+impl<T> Future for Task<T> {
+    type Output = Result<T, Error>;
+
+    /// Ready once the outcome is known. Needs no runtime: completion wakes the
+    /// registered waker from whichever thread decides the outcome (a worker,
+    /// the timer thread, a canceller).
+    ///
+    /// # Panics
+    ///
+    /// If polled again after it returned `Ready`, as futures may.
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let slot = self.core.slot();
+        if self.kind() == PENDING {
+            let mut inner = slot.lock();
+            if slot.kind.load(Ordering::Acquire) == PENDING {
+                if !inner.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    inner.wakers.push(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+        }
+        match slot.take() {
+            Some(r) => Poll::Ready(r),
+            None => panic!("velocity_async::Task polled after it completed"),
+        }
+    }
+}
