@@ -60,8 +60,10 @@ struct Links {
     free: Vec<usize>,
     /// Threads blocked in `wait*`.
     sleepers: usize,
-    /// Where this context is registered in its parent, to leave on drop.
-    in_parent: Option<(Weak<Inner>, usize)>,
+    /// The parent (kept alive by its children, so cancellation still flows
+    /// through a context nobody else holds) and this context's place in its
+    /// listeners, to leave on drop.
+    in_parent: Option<(Arc<Inner>, usize)>,
     timer: Option<TimerKey>,
 }
 
@@ -152,9 +154,7 @@ impl Inner {
                 timer::cancel(key);
             }
             if let Some((parent, key)) = in_parent {
-                if let Some(parent) = parent.upgrade() {
-                    parent.links().remove(key);
-                }
+                parent.links().remove(key);
             }
             if let Some(hook) = ctx.hook.as_ref().and_then(Weak::upgrade) {
                 hook.on_cancel(reason);
@@ -179,10 +179,19 @@ impl Drop for Inner {
         if let Some(key) = links.timer.take() {
             timer::cancel(key);
         }
-        if let Some((parent, key)) = links.in_parent.take() {
-            if let Some(parent) = parent.upgrade() {
-                parent.links().remove(key);
-            }
+        // Leave the parent; if this was the parent's last holder, it drops
+        // too. Walked as a loop, so dropping the leaf of a chain 100,000 deep
+        // does not recurse 100,000 times.
+        let mut next = links.in_parent.take();
+        while let Some((parent, key)) = next {
+            parent.links().remove(key);
+            next = Arc::into_inner(parent).and_then(|mut p| {
+                p.links
+                    .get_mut()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .in_parent
+                    .take()
+            });
         }
     }
 }
@@ -493,7 +502,7 @@ impl Context {
                 None => {
                     let key = links.insert(Listener::Child(Arc::downgrade(&inner)));
                     drop(links);
-                    inner.links().in_parent = Some((Arc::downgrade(parent), key));
+                    inner.links().in_parent = Some((parent.clone(), key));
                 }
             }
         }
@@ -519,9 +528,7 @@ impl Context {
             // deadline turned out to have passed; leave cleanly.
             let links = std::mem::take(&mut *inner.links());
             if let Some((p, key)) = links.in_parent {
-                if let Some(p) = p.upgrade() {
-                    p.links().remove(key);
-                }
+                p.links().remove(key);
             }
         }
         Context { inner: Some(inner) }

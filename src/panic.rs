@@ -4,8 +4,9 @@
 //!   collected, `go_with_recover` callbacks) runs under [`catch`] or
 //!   [`drop_quietly`]: a worker never unwinds because of user code.
 //! * A recovered panic becomes a [`PanicError`] that keeps the payload's
-//!   message. The payload is dropped here; if *its* `Drop` panics, the second
-//!   payload is leaked (`mem::forget`) rather than risk an endless chain.
+//!   message. The payload is dropped here; if *its* `Drop` panics, that panic
+//!   is reported too and its payload leaked (`mem::forget`) rather than risk
+//!   an endless chain.
 //! * Every recovered panic is shown once to the process-wide handler installed
 //!   with [`set_panic_handler`], and, where there is one, delivered to the task
 //!   that owns it (API contract: "the handler sees every panic the crate
@@ -97,16 +98,9 @@ pub(crate) fn catch<R>(
 /// Turns a caught payload into a reported [`PanicError`] and drops the payload.
 #[cold]
 pub(crate) fn recover(task_name: Option<&Arc<str>>, payload: Box<dyn Any + Send>) -> PanicError {
-    let message: Arc<str> = if let Some(s) = payload.downcast_ref::<&'static str>() {
-        Arc::from(*s)
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        Arc::from(s.as_str())
-    } else {
-        Arc::from("Box<dyn Any>")
-    };
-    drop_payload(payload);
-    let p = PanicError::new(message, task_name.cloned());
+    let p = PanicError::new(payload_message(&*payload), task_name.cloned());
     report(&p);
+    drop_payload(payload);
     p
 }
 
@@ -120,10 +114,23 @@ pub(crate) fn drop_quietly<T>(value: T) {
     }
 }
 
-/// Drops a panic payload; if its own `Drop` panics, that second payload is
-/// leaked.
+/// Drops a panic payload. If its own `Drop` panics, that panic is reported
+/// too, and its payload is leaked rather than dropped: a chain of panicking
+/// payloads ends there.
 fn drop_payload(payload: Box<dyn Any + Send>) {
     if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        let message = payload_message(&*again);
         std::mem::forget(again);
+        report(&PanicError::new(message, None));
+    }
+}
+
+fn payload_message(payload: &(dyn Any + Send)) -> Arc<str> {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        Arc::from(*s)
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        Arc::from(s.as_str())
+    } else {
+        Arc::from("Box<dyn Any>")
     }
 }

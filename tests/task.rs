@@ -1,0 +1,275 @@
+//! `Task<T>`: the handle's contract (API.md, "Task<T> — the handle").
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use common::{block_on, within, DropCounter, Gate, PanicOnDrop};
+use velocity_async as va;
+
+#[test]
+fn get_returns_the_value() {
+    within(60, || {
+        let v = va::run(|| vec![1, 2, 3]).get().unwrap();
+        assert_eq!(v, vec![1, 2, 3]);
+    });
+}
+
+#[test]
+fn get_returns_panic_with_message_verbatim() {
+    within(60, || {
+        let err = va::run(|| -> u8 { panic!("query failed: {}", 42) })
+            .get()
+            .unwrap_err();
+        assert!(err.is_panic() && !err.is_timeout() && !err.is_cancelled());
+        assert_eq!(err.as_panic().unwrap().message(), "query failed: 42");
+        assert!(err.to_string().contains("query failed: 42"));
+        // &'static str payloads too
+        let err = va::run(|| -> u8 { panic!("static") }).get().unwrap_err();
+        assert_eq!(err.as_panic().unwrap().message(), "static");
+        // non-string payloads
+        let err = va::run(|| -> u8 { std::panic::panic_any(7u32) })
+            .get()
+            .unwrap_err();
+        assert_eq!(err.as_panic().unwrap().message(), "Box<dyn Any>");
+    });
+}
+
+#[test]
+fn get_or_and_get_or_default() {
+    within(60, || {
+        assert_eq!(va::run(|| 5).get_or(9), 5);
+        assert_eq!(va::run(|| -> i32 { panic!("x") }).get_or(9), 9);
+        assert_eq!(va::run(|| String::from("a")).get_or_default(), "a");
+        assert_eq!(va::run(|| -> String { panic!("x") }).get_or_default(), "");
+        assert_eq!(
+            va::run_with_timeout(Duration::ZERO, || 3).get_or_default(),
+            0
+        );
+    });
+}
+
+#[test]
+fn ready_turns_true_without_get() {
+    within(60, || {
+        let gate = Gate::new();
+        let g = gate.clone();
+        let task = va::run(move || {
+            g.wait();
+            1
+        });
+        assert!(!task.ready());
+        assert!(!task.timed_out());
+        gate.open();
+        assert!(task.wait_timeout(Duration::from_secs(30)));
+        assert!(task.ready());
+        assert!(!task.timed_out());
+        assert_eq!(task.get().unwrap(), 1);
+    });
+}
+
+#[test]
+fn wait_keeps_the_handle_and_wait_timeout_polls() {
+    within(60, || {
+        let (tx, rx) = mpsc::channel::<()>();
+        let task = va::run(move || rx.recv().is_err());
+        assert!(!task.wait_timeout(Duration::ZERO));
+        let start = Instant::now();
+        assert!(!task.wait_timeout(Duration::from_millis(20)));
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        drop(tx);
+        task.wait();
+        assert!(task.ready());
+        assert!(task.wait_timeout(Duration::ZERO));
+        assert!(task.wait_timeout(Duration::MAX));
+        assert!(task.get().unwrap());
+    });
+}
+
+#[test]
+fn wait_deadline_in_the_past_polls() {
+    within(60, || {
+        let gate = Gate::new();
+        let g = gate.clone();
+        let task = va::run(move || g.wait());
+        assert!(!task.wait_deadline(Instant::now()));
+        gate.open();
+        task.get().unwrap();
+    });
+}
+
+#[test]
+fn dropping_a_task_detaches_it_and_the_work_still_runs() {
+    within(60, || {
+        let (tx, rx) = mpsc::channel();
+        let gate = Gate::new();
+        let g = gate.clone();
+        drop(va::run(move || {
+            g.wait();
+            tx.send("ran").unwrap();
+        }));
+        gate.open();
+        assert_eq!(rx.recv().unwrap(), "ran");
+    });
+}
+
+#[test]
+fn uncollected_result_is_dropped_exactly_once() {
+    within(60, || {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let d = drops.clone();
+        let task = va::run(move || DropCounter(d));
+        task.wait();
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        drop(task);
+        assert!(common::eventually(30, || drops.load(Ordering::SeqCst) == 1));
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped exactly once");
+
+        // Detached before it finishes: dropped on the worker, once.
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        let d = drops.clone();
+        let gate = Gate::new();
+        let g = gate.clone();
+        drop(va::run(move || {
+            g.wait();
+            struct Notify(
+                #[allow(dead_code, reason = "held for its Drop")] DropCounter,
+                mpsc::Sender<()>,
+            );
+            impl Drop for Notify {
+                fn drop(&mut self) {
+                    let _ = self.1.send(());
+                }
+            }
+            Notify(DropCounter(d), tx)
+        }));
+        gate.open();
+        rx.recv().unwrap();
+        assert!(common::eventually(30, || drops.load(Ordering::SeqCst) == 1));
+    });
+}
+
+#[test]
+fn panicking_drop_of_uncollected_result_unwinds_nowhere() {
+    within(60, || {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let d = drops.clone();
+        let task = va::run(move || PanicOnDrop(d));
+        task.wait();
+        drop(task); // would unwind here if the crate let it
+        assert!(common::eventually(30, || drops.load(Ordering::SeqCst) == 1));
+
+        // Detached: the worker drops it and survives.
+        let d = drops.clone();
+        drop(va::run(move || PanicOnDrop(d)));
+        assert!(common::eventually(30, || drops.load(Ordering::SeqCst) == 2));
+        assert_eq!(va::run(|| 1).get().unwrap(), 1);
+    });
+}
+
+#[test]
+fn panicking_drop_of_a_captured_value_never_called_unwinds_nowhere() {
+    within(60, || {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let d = PanicOnDrop(drops.clone());
+        // Zero timeout: the closure is never called, only dropped.
+        let task = va::run_with_timeout(Duration::ZERO, move || {
+            let _keep = &d;
+        });
+        assert!(task.timed_out());
+        drop(task);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn outcome_is_decided_once_first_wins() {
+    within(60, || {
+        // Timeout first: the late value never replaces it.
+        let gate = Gate::new();
+        let g = gate.clone();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let d = drops.clone();
+        let (done_tx, done_rx) = mpsc::channel();
+        let task = va::run_with_timeout(Duration::from_millis(10), move || {
+            g.wait();
+            let _ = done_tx.send(());
+            DropCounter(d)
+        });
+        task.wait();
+        assert!(task.timed_out());
+        gate.open();
+        done_rx.recv().unwrap();
+        // The late value is dropped on the worker, exactly once.
+        assert!(common::eventually(30, || drops.load(Ordering::SeqCst) == 1));
+        assert!(task.timed_out());
+        assert!(task.get().unwrap_err().is_timeout());
+    });
+}
+
+#[test]
+fn task_is_a_future_under_a_hand_written_executor() {
+    within(60, || {
+        let task = va::run(|| 40 + 2);
+        assert_eq!(block_on(task).unwrap(), 42);
+
+        let gate = Gate::new();
+        let g = gate.clone();
+        let task = va::run(move || {
+            g.wait();
+            "late"
+        });
+        let opener = std::thread::spawn(move || gate.open());
+        assert_eq!(block_on(task).unwrap(), "late");
+        opener.join().unwrap();
+    });
+}
+
+#[test]
+fn future_is_woken_by_a_timeout_without_anyone_polling_for_it() {
+    within(60, || {
+        let task = va::run_with_timeout(Duration::from_millis(20), || {
+            va::Context::current().wait();
+        });
+        let start = Instant::now();
+        assert!(block_on(task).unwrap_err().is_timeout());
+        assert!(start.elapsed() >= Duration::from_millis(15));
+    });
+}
+
+#[test]
+fn many_waiters_all_wake() {
+    within(60, || {
+        let gate = Gate::new();
+        let g = gate.clone();
+        let task = Arc::new(va::run(move || g.wait()));
+        let waiters: Vec<_> = (0..8)
+            .map(|_| {
+                let t = task.clone();
+                std::thread::spawn(move || {
+                    t.wait();
+                    t.ready()
+                })
+            })
+            .collect();
+        gate.open();
+        for w in waiters {
+            assert!(w.join().unwrap());
+        }
+    });
+}
+
+#[test]
+fn debug_shows_the_state() {
+    within(60, || {
+        let task = va::run(|| 1);
+        task.wait();
+        assert!(format!("{task:?}").contains("value"));
+        let task = va::run_with_timeout(Duration::ZERO, || 1);
+        assert!(format!("{task:?}").contains("timed out"));
+    });
+}
