@@ -212,23 +212,26 @@ where
         self.func.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    /// Runs the claimed job on this thread. Returns true if it panicked.
-    fn execute(&self) -> bool {
+    /// Runs the claimed job on this thread and counts it.
+    fn execute(&self) {
         let Some(f) = self.take_func() else {
-            return false;
+            return;
         };
         if self.slot.is_resolved() {
             // Cancelled or timed out before it started: never called.
             panic::drop_quietly(f);
             self.run.store(FINISHED, Ordering::SeqCst);
             self.shared.count_skipped();
-            return false;
+            return;
         }
         let result = {
             let _current = self.ctx.enter();
             panic::catch(None, f)
         };
         let panicked = result.is_err();
+        // Counted before the outcome is published, so a caller that saw the
+        // outcome also sees it in `Stats::completed`.
+        self.shared.count_done(panicked);
         self.run.swap(FINISHED, Ordering::SeqCst);
         if self.abandoned.swap(true, Ordering::SeqCst) {
             // The canceller counted this run as abandoned; it is over now.
@@ -237,7 +240,6 @@ where
         if let Err(late) = self.slot.resolve(result.map_err(Error::Panic)) {
             panic::drop_quietly(late);
         }
-        panicked
     }
 }
 
@@ -260,12 +262,19 @@ where
     F: FnOnce() -> T + Send + 'static,
 {
     fn on_cancel(&self, reason: Reason) {
-        if self.slot.resolve(Err(reason.to_error())).is_ok()
-            && self.run.load(Ordering::SeqCst) == RUNNING
+        if self.slot.is_resolved() {
+            return;
+        }
+        // Count the abandoned run *before* publishing the outcome, so whoever
+        // sees the timeout also sees it counted. If the job finishes first
+        // after all, it sees the flag and uncounts it: the books balance
+        // either way (see `execute`).
+        if self.run.load(Ordering::SeqCst) == RUNNING
             && !self.abandoned.swap(true, Ordering::SeqCst)
         {
             self.shared.abandoned_started();
         }
+        let _ = self.slot.resolve(Err(reason.to_error()));
     }
 }
 
@@ -290,8 +299,8 @@ where
         {
             return false;
         }
-        let panicked = self.execute();
-        self.shared.count_inline(panicked);
+        self.shared.count_inline();
+        self.execute();
         true
     }
 
@@ -302,8 +311,8 @@ where
 
 /// What the pool's queue holds for a task: run it unless a waiter already did.
 pub(crate) trait Runnable: Send + Sync {
-    /// Runs the job if nobody claimed it yet. Returns whether it panicked.
-    fn run_queued(&self) -> bool;
+    /// Runs the job if nobody claimed it yet.
+    fn run_queued(&self);
     /// The pool could not run the job: decide the outcome with `err`.
     fn refuse(&self, err: Error);
 }
@@ -313,15 +322,14 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    fn run_queued(&self) -> bool {
+    fn run_queued(&self) {
         if self
             .run
             .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
+            .is_ok()
         {
-            return false;
+            self.execute();
         }
-        self.execute()
     }
 
     fn refuse(&self, err: Error) {

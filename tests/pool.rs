@@ -283,12 +283,14 @@ fn stats_count_completed_panicked_and_abandoned_work() {
         let gate = Gate::new();
         let g = gate.clone();
         let (started_tx, started_rx) = mpsc::channel();
-        let task = pool.run_with_timeout(Duration::from_millis(10), move || {
+        let ctx = va::Context::new();
+        let task = pool.run_with_context(&ctx, move || {
             started_tx.send(()).unwrap();
             g.wait();
         });
         started_rx.recv().unwrap();
-        assert!(task.get().unwrap_err().is_timeout());
+        ctx.cancel();
+        assert!(task.get().unwrap_err().is_cancelled());
         let s = pool.stats();
         assert_eq!(s.abandoned, 1, "{s:?}");
         assert_eq!(s.threads_running, 1);
@@ -365,12 +367,14 @@ fn shutdown_reports_work_that_never_returns() {
         let gate = Gate::new();
         let g = gate.clone();
         let (started_tx, started_rx) = mpsc::channel();
-        let task = pool.run_with_timeout(Duration::from_millis(1), move || {
+        let ctx = va::Context::new();
+        let task = pool.run_with_context(&ctx, move || {
             started_tx.send(()).unwrap();
             g.wait();
         });
         started_rx.recv().unwrap();
-        assert!(task.get().unwrap_err().is_timeout());
+        ctx.cancel();
+        assert!(task.get().unwrap_err().is_cancelled());
         let report = pool.shutdown(Duration::from_millis(10));
         assert!(!report.is_complete());
         assert_eq!(report.still_running(), 1);

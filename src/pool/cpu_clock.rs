@@ -55,3 +55,22 @@ impl ThreadClock {
         None
     }
 }
+
+/// CPU time the whole process has used so far, if the platform tells.
+#[cfg(target_os = "linux")]
+pub(crate) fn process_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable `timespec`, and
+    // CLOCK_PROCESS_CPUTIME_ID is always a valid clock on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+/// CPU time the whole process has used so far, if the platform tells.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn process_cpu_time() -> Option<Duration> {
+    None
+}

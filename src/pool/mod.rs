@@ -31,11 +31,11 @@ pub(crate) enum Job {
 }
 
 impl Job {
-    /// Runs the job on this thread. Returns whether it panicked.
-    fn run(self) -> bool {
+    /// Runs the job on this thread and counts it in `shared`'s stats.
+    fn run(self, shared: &Shared) {
         match self {
             Job::Task(t) => t.run_queued(),
-            Job::Go(f) => f(),
+            Job::Go(f) => shared.count_done(f()),
         }
     }
 
@@ -398,12 +398,11 @@ impl Shared {
         self.skipped.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn count_inline(&self, panicked: bool) {
+    pub(crate) fn count_inline(&self) {
         self.inline.fetch_add(1, Ordering::Relaxed);
-        self.count_done(panicked);
     }
 
-    fn count_done(&self, panicked: bool) {
+    pub(crate) fn count_done(&self, panicked: bool) {
         self.completed.fetch_add(1, Ordering::Relaxed);
         if panicked {
             self.panicked.fetch_add(1, Ordering::Relaxed);

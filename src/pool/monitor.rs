@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::{Shared, WorkerInfo};
+use super::{cpu_clock, Shared, WorkerInfo};
 
 /// A worker counts as blocked over a tick if it used less than this share of
 /// the tick's wall time on a CPU (1/8: a computing worker keeps well above it
@@ -21,8 +21,14 @@ struct Sample {
     jobs: u64,
 }
 
+/// The process counts as saturating the CPUs when it used at least this
+/// share (3/4) of all of them over a tick: more threads would only contend.
+const SATURATED_NUM: u32 = 3;
+const SATURATED_DEN: u32 = 4;
+
 pub(super) fn main_loop(pool: Weak<Shared>) {
     let mut samples: HashMap<u64, Sample> = HashMap::new();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     loop {
         let Some(shared) = pool.upgrade() else { return };
         let interval = shared.config.monitor_interval;
@@ -47,6 +53,7 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
             }
         }
         drop(shared);
+        let process_before = (cpu_clock::process_cpu_time(), Instant::now());
         std::thread::sleep(interval);
         let Some(shared) = pool.upgrade() else { return };
         let (busy, queued, room) = {
@@ -68,6 +75,15 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
                 shared.config.max_threads.saturating_sub(st.alive),
             )
         };
+        // Workers descheduled because the CPUs are full look "blocked" by
+        // their own clocks; the process clock tells them apart.
+        if let (Some(before), Some(after)) = (process_before.0, cpu_clock::process_cpu_time()) {
+            let wall = process_before.1.elapsed();
+            if after.saturating_sub(before) * SATURATED_DEN >= wall * SATURATED_NUM * cpus {
+                samples.clear();
+                continue;
+            }
+        }
         let (running, blocked) = classify(&busy, &mut samples, interval);
         samples.retain(|id, _| busy.iter().any(|w| w.id == *id));
         let target = shared.config.target_running;

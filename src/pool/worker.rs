@@ -48,9 +48,8 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
             }
             info.jobs.fetch_add(1, Ordering::Relaxed);
             info.busy.store(true, Ordering::Relaxed);
-            let panicked = job.run();
+            job.run(&shared);
             info.busy.store(false, Ordering::Relaxed);
-            shared.count_done(panicked);
             st = shared.lock();
             st.running -= 1;
             st.outstanding -= 1;
