@@ -107,6 +107,7 @@ impl State {
     fn pop_idle(&mut self) -> Option<Arc<Sleeper>> {
         let s = self.idle.pop()?;
         s.notified.store(true, Ordering::Relaxed);
+        self.waking += 1;
         Some(s)
     }
 }
@@ -130,6 +131,10 @@ pub(crate) struct State {
     pub(crate) monitor: bool,
     /// The monitor is waiting for the queue to back up.
     pub(crate) monitor_sleeping: bool,
+    /// Workers woken (popped from `idle`) that have not yet looked at the
+    /// queue. While one is in flight, submitters do not wake more: the woken
+    /// worker fans the wake-ups out itself (see README.md).
+    pub(crate) waking: usize,
 }
 
 impl State {
@@ -227,6 +232,7 @@ impl Shared {
                 next_id: 0,
                 monitor: false,
                 monitor_sleeping: false,
+                waking: 0,
             }),
             config,
             queued: AtomicUsize::new(0),
@@ -268,6 +274,9 @@ impl Shared {
         self.queued.store(queued, Ordering::Release);
         if queued <= self.spinners.load(Ordering::SeqCst) {
             return Ok(()); // a spinning worker will take it
+        }
+        if st.waking > 0 && !st.idle.is_empty() {
+            return Ok(()); // a worker on its way will wake more if needed
         }
         if let Some(sleeper) = st.pop_idle() {
             drop(st);

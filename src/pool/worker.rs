@@ -35,16 +35,20 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
         if let Some(job) = st.queue.pop_front() {
             shared.queued.store(st.queue.len(), Ordering::Release);
             st.running += 1;
-            // More work waits and nobody spins for it: pass the wake-up on
-            // (Go's spinning-thread hand-off), so a burst fans out in parallel.
-            let next = if !st.queue.is_empty() && shared.spinners.load(Ordering::SeqCst) == 0 {
-                st.pop_idle()
-            } else {
-                None
-            };
+            // More work waits than threads are on their way: pass the wake-up on
+            // to up to two sleepers, so a burst fans out as a tree (Go's
+            // spinning-thread hand-off) instead of one syscall per submit.
+            let mut next: [Option<Arc<Sleeper>>; 2] = [None, None];
+            let covered = st.waking + shared.spinners.load(Ordering::SeqCst);
+            for slot in &mut next {
+                if st.queue.len() <= covered {
+                    break;
+                }
+                *slot = st.pop_idle();
+            }
             drop(st);
-            if let Some(next) = next {
-                next.unpark();
+            for s in next.iter().flatten() {
+                s.unpark();
             }
             info.jobs.fetch_add(1, Ordering::Relaxed);
             info.busy.store(true, Ordering::Relaxed);
@@ -88,7 +92,9 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
             }
         }
         st = shared.lock();
-        if !sleeper.notified.load(Ordering::Relaxed) {
+        if sleeper.notified.load(Ordering::Relaxed) {
+            st.waking -= 1;
+        } else {
             // Keep-alive passed and nobody popped us (checked under the lock,
             // so this is exact): leave the idle list.
             if let Some(i) = st.idle.iter().rposition(|s| Arc::ptr_eq(s, &sleeper)) {
