@@ -147,6 +147,11 @@ impl Inner {
                     links.sleepers,
                 )
             };
+            // The hook first: a task resolves as timed out or cancelled before
+            // its own work, woken below, can return a value.
+            if let Some(hook) = ctx.hook.as_ref().and_then(Weak::upgrade) {
+                hook.on_cancel(reason);
+            }
             if sleepers > 0 {
                 ctx.cond.notify_all();
             }
@@ -155,9 +160,6 @@ impl Inner {
             }
             if let Some((parent, key)) = in_parent {
                 parent.links().remove(key);
-            }
-            if let Some(hook) = ctx.hook.as_ref().and_then(Weak::upgrade) {
-                hook.on_cancel(reason);
             }
             for l in listeners.into_iter().flatten() {
                 match l {

@@ -43,17 +43,25 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+mod all;
+mod collections;
 mod context;
 mod error;
 mod panic;
+mod parallel;
 mod pool;
+mod race;
 mod run;
+mod scope;
 mod task;
 mod timer;
 
+pub use all::{all, all_n, all_settled, all_with_error, all_with_error_n, Jobs, TryJobs};
+pub use collections::{for_each, go_for_each, map, map_n, try_for_each};
 pub use context::{Context, Done};
 pub use error::{Error, PanicError, SpawnError};
 pub use panic::set_panic_handler;
 pub use pool::{Builder, Pool, ShutdownReport, Stats, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_THREADS};
+pub use race::{first_ok, race, race_with_timeout, RaceJobs};
 pub use run::{go, go_with_recover, run, run_with_context, run_with_timeout, shutdown, stats};
 pub use task::Task;

@@ -139,7 +139,6 @@ pub(crate) trait TaskCore<T>: Send + Sync {
 }
 
 /// A task that was decided at submission (refused, or born timed out).
-#[allow(dead_code, reason = "used by the combinators")]
 pub(crate) struct Decided<T>(Slot<T>);
 
 impl<T: Send> TaskCore<T> for Decided<T> {
@@ -237,7 +236,17 @@ where
             // The canceller counted this run as abandoned; it is over now.
             self.shared.abandoned_finished();
         }
-        if let Err(late) = self.slot.resolve(result.map_err(Error::Panic)) {
+        // The context finished first (a deadline that passed while the work
+        // ran, a cancel): that decided the outcome, even if its hook has not
+        // run yet. The value is late.
+        let outcome = match self.ctx.reason() {
+            Some(reason) if result.is_ok() => {
+                panic::drop_quietly(result);
+                Err(reason.to_error())
+            }
+            _ => result.map_err(Error::Panic),
+        };
+        if let Err(late) = self.slot.resolve(outcome) {
             panic::drop_quietly(late);
         }
     }
@@ -419,8 +428,12 @@ impl<T: Send + 'static> Task<T> {
         Task { core: cell }
     }
 
+    /// A handle on any core (a race's, say).
+    pub(crate) fn from_core(core: Arc<dyn TaskCore<T>>) -> Self {
+        Task { core }
+    }
+
     /// A task whose outcome is already decided.
-    #[allow(dead_code, reason = "used by the combinators")]
     pub(crate) fn decided(r: Result<T, Error>) -> Self {
         let slot = Slot::new();
         let _ = slot.resolve(r);
@@ -646,25 +659,30 @@ const SATURATION_RECHECK: Duration = Duration::from_millis(5);
 
 /// How long a waiter spins before it blocks: a hand-off between two running
 /// threads takes well under a microsecond, a wake-up of a sleeping one tens.
-const WAIT_SPIN: Duration = Duration::from_micros(20);
+pub(crate) const WAIT_SPIN: Duration = Duration::from_micros(20);
 
 fn spin_until_resolved<T>(slot: &Slot<T>, until: Option<Instant>) -> bool {
-    let start = Instant::now();
     let limit = match until {
-        Some(u) => u.saturating_duration_since(start).min(WAIT_SPIN),
+        Some(u) => u.saturating_duration_since(Instant::now()).min(WAIT_SPIN),
         None => WAIT_SPIN,
     };
+    spin_until(limit, || slot.kind.load(Ordering::Acquire) != PENDING)
+}
+
+/// Spins up to `limit` until `done()` holds; returns its last value.
+pub(crate) fn spin_until(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
     let mut i = 0u32;
     loop {
         for _ in 0..32 {
-            if slot.kind.load(Ordering::Acquire) != PENDING {
+            if done() {
                 return true;
             }
             std::hint::spin_loop();
         }
         i += 1;
         if i % 4 == 0 && start.elapsed() >= limit {
-            return slot.kind.load(Ordering::Acquire) != PENDING;
+            return done();
         }
     }
 }

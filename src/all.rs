@@ -1,0 +1,514 @@
+//! Fan out and join: `all`, `all_with_error`, `all_settled` and their bounded
+//! forms. Jobs are a tuple of 1 to 12 closures (a typed tuple comes back), a
+//! `Vec<F>` (a `Vec<T>` in input order) or an array `[F; N]` (`[T; N]`).
+
+use std::sync::Mutex;
+
+use crate::context::Context;
+use crate::error::{Error, PanicError};
+use crate::parallel::{self, Options};
+
+/// A set of jobs [`all`] can run: a tuple of 1 to 12 closures, a `Vec` of
+/// closures, or an array of closures. Each closure is `FnOnce() -> T + Send`
+/// and may borrow from the caller's stack.
+///
+/// This trait is sealed: it is implemented here for those shapes only.
+pub trait Jobs: sealed::Sealed {
+    /// What `all` returns: a tuple of each job's type, a `Vec<T>` or `[T; N]`.
+    type Output;
+    /// Every job's outcome: a tuple/`Vec`/array of `Result<T, Error>`.
+    type Settled;
+
+    #[doc(hidden)]
+    fn run_all(self, limit: usize) -> Result<Self::Output, Error>;
+
+    #[doc(hidden)]
+    fn run_settled(self, limit: usize) -> Self::Settled;
+}
+
+/// A set of fallible jobs [`all_with_error`] can run: like [`Jobs`], but each
+/// closure returns `Result<T, E>` with one error type `E`.
+pub trait TryJobs<E>: sealed::Sealed {
+    /// The successful values: a tuple of each job's `T`, a `Vec<T>` or `[T; N]`.
+    type Output;
+
+    #[doc(hidden)]
+    fn run_try_all(self, limit: usize) -> Result<Self::Output, E>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The call's own context, a child of the caller's.
+fn call_context() -> Context {
+    Context::current().make_child(None, true, None)
+}
+
+/// Runs erased jobs, each writing its own result slot.
+fn run_boxed(
+    jobs: Vec<Box<dyn FnOnce() + Send + '_>>,
+    limit: usize,
+    ctx: &Context,
+    on_panic: Option<parallel::PanicHook<'_>>,
+) -> Result<(), PanicError> {
+    let opts = Options {
+        limit,
+        ctx,
+        stop: None,
+        on_panic,
+    };
+    parallel::run(jobs, &opts, &|_, job: Box<dyn FnOnce() + Send + '_>| job()).map(|_| ())
+}
+
+/// Records the first failure (in time) of an `all_with_error` call and
+/// cancels the call's context, so the siblings can stop early.
+struct FirstError<'a, E> {
+    first: Mutex<Option<E>>,
+    ctx: &'a Context,
+}
+
+impl<'a, E: From<Error>> FirstError<'a, E> {
+    fn new(ctx: &'a Context) -> Self {
+        FirstError {
+            first: Mutex::new(None),
+            ctx,
+        }
+    }
+
+    fn fail(&self, e: E) {
+        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(e);
+            drop(first);
+            self.ctx.cancel();
+        } else {
+            drop(first);
+            crate::panic::drop_quietly(e);
+        }
+    }
+
+    fn take(self) -> Option<E> {
+        self.first.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<F, T> sealed::Sealed for Vec<F> where F: FnOnce() -> T + Send {}
+
+impl<F, T> Jobs for Vec<F>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    type Output = Vec<T>;
+    type Settled = Vec<Result<T, Error>>;
+
+    fn run_all(self, limit: usize) -> Result<Vec<T>, Error> {
+        let ctx = call_context();
+        let opts = Options {
+            limit,
+            ctx: &ctx,
+            stop: None,
+            on_panic: None,
+        };
+        parallel::run(self, &opts, &|_, f: F| f()).map_err(Error::Panic)
+    }
+
+    fn run_settled(self, limit: usize) -> Vec<Result<T, Error>> {
+        let ctx = call_context();
+        let opts = Options {
+            limit,
+            ctx: &ctx,
+            stop: None,
+            on_panic: None,
+        };
+        let settled = parallel::run(self, &opts, &|_, f: F| {
+            crate::panic::catch(None, f).map_err(Error::Panic)
+        });
+        // Each job catches its own panic, so the loop itself cannot fail.
+        settled.unwrap_or_default()
+    }
+}
+
+impl<F, T, E> TryJobs<E> for Vec<F>
+where
+    F: FnOnce() -> Result<T, E> + Send,
+    T: Send,
+    E: From<Error> + Send,
+{
+    type Output = Vec<T>;
+
+    fn run_try_all(self, limit: usize) -> Result<Vec<T>, E> {
+        let ctx = call_context();
+        let errors = FirstError::new(&ctx);
+        let on_panic = |_: usize, p: &PanicError| errors.fail(E::from(Error::Panic(p.clone())));
+        let opts = Options {
+            limit,
+            ctx: &ctx,
+            stop: None,
+            on_panic: Some(&on_panic),
+        };
+        let values = parallel::run(self, &opts, &|_, f: F| match f() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                errors.fail(e);
+                None
+            }
+        });
+        if let Some(e) = errors.take() {
+            crate::panic::drop_quietly(values);
+            return Err(e);
+        }
+        match values {
+            Ok(values) => Ok(values.into_iter().flatten().collect()),
+            // A panic is always recorded by `on_panic` first.
+            Err(p) => Err(E::from(Error::Panic(p))),
+        }
+    }
+}
+
+impl<F, T, const N: usize> sealed::Sealed for [F; N] where F: FnOnce() -> T + Send {}
+
+impl<F, T, const N: usize> Jobs for [F; N]
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    type Output = [T; N];
+    type Settled = [Result<T, Error>; N];
+
+    fn run_all(self, limit: usize) -> Result<[T; N], Error> {
+        let values = Vec::from(self).run_all(limit)?;
+        Ok(into_array(values))
+    }
+
+    fn run_settled(self, limit: usize) -> [Result<T, Error>; N] {
+        into_array(Vec::from(self).run_settled(limit))
+    }
+}
+
+impl<F, T, E, const N: usize> TryJobs<E> for [F; N]
+where
+    F: FnOnce() -> Result<T, E> + Send,
+    T: Send,
+    E: From<Error> + Send,
+{
+    type Output = [T; N];
+
+    fn run_try_all(self, limit: usize) -> Result<[T; N], E> {
+        Ok(into_array(Vec::from(self).run_try_all(limit)?))
+    }
+}
+
+/// A `Vec` of exactly `N` values into an array.
+fn into_array<T, const N: usize>(v: Vec<T>) -> [T; N] {
+    match v.try_into() {
+        Ok(a) => a,
+        // The loop returns one value per job, in order.
+        Err(_) => unreachable!("one result per job"),
+    }
+}
+
+macro_rules! tuple_jobs {
+    ($(($f:ident, $t:ident, $slot:ident, $idx:tt)),+) => {
+        impl<$($f, $t),+> sealed::Sealed for ($($f,)+) where $($f: FnOnce() -> $t + Send),+ {}
+
+        impl<$($f, $t),+> Jobs for ($($f,)+)
+        where
+            $($f: FnOnce() -> $t + Send, $t: Send,)+
+        {
+            type Output = ($($t,)+);
+            type Settled = ($(Result<$t, Error>,)+);
+
+            fn run_all(self, limit: usize) -> Result<Self::Output, Error> {
+                $(let mut $slot: Option<$t> = None;)+
+                {
+                    $(let $slot = &mut $slot;)+
+                    let jobs: Vec<Box<dyn FnOnce() + Send + '_>> = vec![
+                        $({ let f = self.$idx; Box::new(move || *$slot = Some(f())) },)+
+                    ];
+                    run_boxed(jobs, limit, &call_context(), None).map_err(Error::Panic)?;
+                }
+                // Without a panic every slot was written.
+                Ok(($(match $slot { Some(v) => v, None => unreachable!("every job ran") },)+))
+            }
+
+            fn run_settled(self, limit: usize) -> Self::Settled {
+                $(let mut $slot: Option<Result<$t, Error>> = None;)+
+                {
+                    $(let $slot = &mut $slot;)+
+                    let jobs: Vec<Box<dyn FnOnce() + Send + '_>> = vec![
+                        $({
+                            let f = self.$idx;
+                            Box::new(move || *$slot = Some(crate::panic::catch(None, f).map_err(Error::Panic)))
+                        },)+
+                    ];
+                    // Each job catches its own panic: the loop cannot fail.
+                    let _ = run_boxed(jobs, limit, &call_context(), None);
+                }
+                ($(match $slot { Some(r) => r, None => unreachable!("every job ran") },)+)
+            }
+        }
+
+        impl<E, $($f, $t),+> TryJobs<E> for ($($f,)+)
+        where
+            E: From<Error> + Send,
+            $($f: FnOnce() -> Result<$t, E> + Send, $t: Send,)+
+        {
+            type Output = ($($t,)+);
+
+            fn run_try_all(self, limit: usize) -> Result<Self::Output, E> {
+                let ctx = call_context();
+                let errors = FirstError::new(&ctx);
+                $(let mut $slot: Option<$t> = None;)+
+                {
+                    $(let $slot = &mut $slot;)+
+                    let errors = &errors;
+                    let jobs: Vec<Box<dyn FnOnce() + Send + '_>> = vec![
+                        $({
+                            let f = self.$idx;
+                            Box::new(move || match f() {
+                                Ok(v) => *$slot = Some(v),
+                                Err(e) => errors.fail(e),
+                            })
+                        },)+
+                    ];
+                    let on_panic = |_: usize, p: &PanicError| errors.fail(E::from(Error::Panic(p.clone())));
+                    let _ = run_boxed(jobs, limit, &ctx, Some(&on_panic));
+                }
+                if let Some(e) = errors.take() {
+                    $(crate::panic::drop_quietly($slot);)+
+                    return Err(e);
+                }
+                Ok(($(match $slot { Some(v) => v, None => unreachable!("every job succeeded") },)+))
+            }
+        }
+    };
+}
+
+tuple_jobs!((F0, T0, s0, 0));
+tuple_jobs!((F0, T0, s0, 0), (F1, T1, s1, 1));
+tuple_jobs!((F0, T0, s0, 0), (F1, T1, s1, 1), (F2, T2, s2, 2));
+tuple_jobs!(
+    (F0, T0, s0, 0),
+    (F1, T1, s1, 1),
+    (F2, T2, s2, 2),
+    (F3, T3, s3, 3)
+);
+tuple_jobs!(
+    (F0, T0, s0, 0),
+    (F1, T1, s1, 1),
+    (F2, T2, s2, 2),
+    (F3, T3, s3, 3),
+    (F4, T4, s4, 4)
+);
+tuple_jobs!(
+    (F0, T0, s0, 0),
+    (F1, T1, s1, 1),
+    (F2, T2, s2, 2),
+    (F3, T3, s3, 3),
+    (F4, T4, s4, 4),
+    (F5, T5, s5, 5)
+);
+tuple_jobs!(
+    (F0, T0, s0, 0),
+    (F1, T1, s1, 1),
+    (F2, T2, s2, 2),
+    (F3, T3, s3, 3),
+    (F4, T4, s4, 4),
+    (F5, T5, s5, 5),
+    (F6, T6, s6, 6)
+);
+tuple_jobs!(
+    (F0, T0, s0, 0),
+    (F1, T1, s1, 1),
+    (F2, T2, s2, 2),
+    (F3, T3, s3, 3),
+    (F4, T4, s4, 4),
+    (F5, T5, s5, 5),
+    (F6, T6, s6, 6),
+    (F7, T7, s7, 7)
+);
+tuple_jobs!(
+    (F0, T0, s0, 0),
+    (F1, T1, s1, 1),
+    (F2, T2, s2, 2),
+    (F3, T3, s3, 3),
+    (F4, T4, s4, 4),
+    (F5, T5, s5, 5),
+    (F6, T6, s6, 6),
+    (F7, T7, s7, 7),
+    (F8, T8, s8, 8)
+);
+tuple_jobs!(
+    (F0, T0, s0, 0),
+    (F1, T1, s1, 1),
+    (F2, T2, s2, 2),
+    (F3, T3, s3, 3),
+    (F4, T4, s4, 4),
+    (F5, T5, s5, 5),
+    (F6, T6, s6, 6),
+    (F7, T7, s7, 7),
+    (F8, T8, s8, 8),
+    (F9, T9, s9, 9)
+);
+tuple_jobs!(
+    (F0, T0, s0, 0),
+    (F1, T1, s1, 1),
+    (F2, T2, s2, 2),
+    (F3, T3, s3, 3),
+    (F4, T4, s4, 4),
+    (F5, T5, s5, 5),
+    (F6, T6, s6, 6),
+    (F7, T7, s7, 7),
+    (F8, T8, s8, 8),
+    (F9, T9, s9, 9),
+    (F10, T10, s10, 10)
+);
+tuple_jobs!(
+    (F0, T0, s0, 0),
+    (F1, T1, s1, 1),
+    (F2, T2, s2, 2),
+    (F3, T3, s3, 3),
+    (F4, T4, s4, 4),
+    (F5, T5, s5, 5),
+    (F6, T6, s6, 6),
+    (F7, T7, s7, 7),
+    (F8, T8, s8, 8),
+    (F9, T9, s9, 9),
+    (F10, T10, s10, 10),
+    (F11, T11, s11, 11)
+);
+
+/// Runs every job concurrently and returns all their results once every job
+/// has finished (Go: `async.All`).
+///
+/// `jobs` is a tuple of 1 to 12 closures — the result is a typed tuple, no
+/// downcasting — a `Vec` of closures (a `Vec` in input order), or an array
+/// (an array). Because `all` blocks until every job is done, the closures may
+/// borrow from the caller's stack, `&mut` included.
+///
+/// The calling thread runs jobs too, so `all` of N jobs costs at most N − 1
+/// hand-offs; with jobs that block, the pool grows so they all run at once.
+///
+/// # Errors
+///
+/// If jobs panic, every other job still runs to completion, and the panic of
+/// the lowest-index job is returned as [`Error::Panic`].
+///
+/// # Cancellation
+///
+/// The jobs share one context, a child of the caller's
+/// [`Context::current`]: cancelling the caller's context reaches them, but
+/// `all` still waits for every job and returns their results.
+///
+/// # Example
+///
+/// ```
+/// use velocity_async as va;
+///
+/// let user_id = 7;
+/// let mut log = Vec::new();
+/// let (name, posts, ()) = va::all((
+///     || format!("user-{user_id}"),        // borrows `user_id`
+///     || vec!["hello", "world"],
+///     || log.push("loaded"),               // borrows `log` mutably
+/// ))
+/// .unwrap();
+/// assert_eq!(name, "user-7");
+/// assert_eq!(posts.len(), 2);
+/// assert_eq!(log, ["loaded"]);
+///
+/// let squares = va::all((1..=4).map(|i| move || i * i).collect::<Vec<_>>()).unwrap();
+/// assert_eq!(squares, vec![1, 4, 9, 16]);
+/// ```
+pub fn all<J: Jobs>(jobs: J) -> Result<J::Output, Error> {
+    jobs.run_all(usize::MAX)
+}
+
+/// Like [`all`], with at most `limit` jobs running at once (Go:
+/// `async.AllN`). `limit == 0` means the default cap of 1,024.
+///
+/// # Example
+///
+/// ```
+/// let jobs: Vec<_> = (0..100).map(|i| move || i).collect();
+/// let out = velocity_async::all_n(jobs, 8).unwrap();
+/// assert_eq!(out, (0..100).collect::<Vec<_>>());
+/// ```
+pub fn all_n<J: Jobs>(jobs: J, limit: usize) -> Result<J::Output, Error> {
+    jobs.run_all(parallel::limit_or_default(limit))
+}
+
+/// Runs every job concurrently; returns their values, or the first error
+/// (Go: `async.AllWithError`).
+///
+/// Each job returns `Result<T_i, E>`. The first job to fail — in time — wins:
+/// its error is returned, and the jobs' shared context is cancelled at once so
+/// the siblings can stop early (they see
+/// [`Context::current().is_done()`](Context::is_done)). A panic counts as a
+/// failure and becomes `E` through `From<Error>`. `all_with_error` still waits
+/// for every job before returning, so jobs may borrow.
+///
+/// # Example
+///
+/// ```
+/// use velocity_async as va;
+///
+/// #[derive(Debug)]
+/// enum AppError { NotFound, Async(va::Error) }
+/// impl From<va::Error> for AppError {
+///     fn from(e: va::Error) -> Self { AppError::Async(e) }
+/// }
+///
+/// let ok = va::all_with_error((|| Ok::<_, AppError>(1), || Ok("two")));
+/// assert_eq!(ok.unwrap(), (1, "two"));
+///
+/// let failed = va::all_with_error((
+///     || Err::<u32, _>(AppError::NotFound),
+///     || {
+///         // A slow sibling that notices the failure and gives up.
+///         va::Context::current().wait();
+///         Ok("cancelled early")
+///     },
+/// ));
+/// assert!(matches!(failed, Err(AppError::NotFound)));
+/// ```
+pub fn all_with_error<J, E>(jobs: J) -> Result<J::Output, E>
+where
+    J: TryJobs<E>,
+{
+    jobs.run_try_all(usize::MAX)
+}
+
+/// Like [`all_with_error`], with at most `limit` jobs running at once (Go:
+/// `async.AllWithErrorN`). `limit == 0` means the default cap of 1,024.
+///
+/// # Example
+///
+/// ```
+/// let jobs: Vec<_> = (0..10).map(|i| move || if i == 3 { Err(velocity_async::Error::NoJobs) } else { Ok(i) }).collect();
+/// assert!(velocity_async::all_with_error_n(jobs, 2).is_err());
+/// ```
+pub fn all_with_error_n<J, E>(jobs: J, limit: usize) -> Result<J::Output, E>
+where
+    J: TryJobs<E>,
+{
+    jobs.run_try_all(parallel::limit_or_default(limit))
+}
+
+/// Runs every job concurrently and returns every outcome in input order,
+/// panics included (JavaScript's `Promise.allSettled`).
+///
+/// # Example
+///
+/// ```
+/// use velocity_async as va;
+///
+/// let (a, b) = va::all_settled((|| 1, || -> u8 { panic!("no") }));
+/// assert_eq!(a.unwrap(), 1);
+/// assert!(b.unwrap_err().is_panic());
+/// ```
+pub fn all_settled<J: Jobs>(jobs: J) -> J::Settled {
+    jobs.run_settled(usize::MAX)
+}

@@ -1,0 +1,206 @@
+//! Bounded parallel loops: `for_each`, `map`, `map_n`, `try_for_each`,
+//! `go_for_each`. The engine is `parallel.rs`: workers pull items, never one
+//! task per item.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use crate::context::Context;
+use crate::error::{Error, PanicError};
+use crate::parallel::{self, Options};
+
+fn call_context() -> Context {
+    Context::current().make_child(None, true, None)
+}
+
+/// Calls `f` on every item, at most `limit` at once, and returns when all are
+/// done (Go: `async.ForEach`).
+///
+/// `limit == 0` means the default cap of 1,024 — never unbounded — and a huge
+/// limit allocates nothing in proportion to it. The calling thread works too.
+/// Because `for_each` blocks until every item is done, `f` and the items may
+/// borrow from the caller's stack.
+///
+/// Items are handed out in input order to whichever thread is free; fast
+/// items are taken in growing chunks, slow ones one at a time, so CPU-bound
+/// loops keep the CPUs busy without extra threads and blocking loops get up
+/// to `limit` threads.
+///
+/// # Errors
+///
+/// A panicking item does not stop the others; once all items are done, the
+/// lowest-index panic is returned as [`Error::Panic`].
+///
+/// # Cancellation
+///
+/// Items see one shared context, a child of the caller's
+/// [`Context::current`].
+///
+/// # Example
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use velocity_async as va;
+///
+/// let users = vec![1u64, 2, 3, 4, 5];
+/// let notified = AtomicU64::new(0);
+/// va::for_each(&users, 3, |id| {
+///     notified.fetch_add(*id, Ordering::Relaxed); // stands for sending a notification
+/// })
+/// .unwrap();
+/// assert_eq!(notified.load(Ordering::Relaxed), 15);
+/// ```
+pub fn for_each<I, F>(items: I, limit: usize, f: F) -> Result<(), Error>
+where
+    I: IntoIterator,
+    I::Item: Send,
+    F: Fn(I::Item) + Sync,
+{
+    let ctx = call_context();
+    let opts = Options {
+        limit: parallel::limit_or_default(limit),
+        ctx: &ctx,
+        stop: None,
+        on_panic: None,
+    };
+    let items: Vec<I::Item> = items.into_iter().collect();
+    parallel::run(items, &opts, &|_, item| f(item))
+        .map(|_| ())
+        .map_err(Error::Panic)
+}
+
+/// Maps every item through `f` concurrently and returns the results in input
+/// order (Go: `async.Map`). At most 1,024 items run at once; see [`map_n`] to
+/// choose.
+///
+/// # Errors
+///
+/// A panicking item does not stop the others; once all are done, the
+/// lowest-index panic is returned as [`Error::Panic`] and the other results
+/// are dropped. For per-item errors, return a `Result` from `f`: the output
+/// is then a `Vec<Result<_, _>>`.
+///
+/// # Example
+///
+/// ```
+/// let lengths = velocity_async::map(vec!["a", "bb", "ccc"], |s| s.len()).unwrap();
+/// assert_eq!(lengths, vec![1, 2, 3]);
+/// ```
+pub fn map<I, R, F>(items: I, f: F) -> Result<Vec<R>, Error>
+where
+    I: IntoIterator,
+    I::Item: Send,
+    F: Fn(I::Item) -> R + Sync,
+    R: Send,
+{
+    map_n(items, parallel::DEFAULT_LIMIT, f)
+}
+
+/// Like [`map`], with at most `limit` items running at once (Go:
+/// `async.MapN`). `limit == 0` means the default cap of 1,024.
+///
+/// # Example
+///
+/// ```
+/// let doubled = velocity_async::map_n(0..1000, 4, |i| i * 2).unwrap();
+/// assert_eq!(doubled[999], 1998);
+/// ```
+pub fn map_n<I, R, F>(items: I, limit: usize, f: F) -> Result<Vec<R>, Error>
+where
+    I: IntoIterator,
+    I::Item: Send,
+    F: Fn(I::Item) -> R + Sync,
+    R: Send,
+{
+    let ctx = call_context();
+    let opts = Options {
+        limit: parallel::limit_or_default(limit),
+        ctx: &ctx,
+        stop: None,
+        on_panic: None,
+    };
+    let items: Vec<I::Item> = items.into_iter().collect();
+    parallel::run(items, &opts, &|_, item| f(item)).map_err(Error::Panic)
+}
+
+/// Like [`for_each`] for a fallible `f`: after the first error, no further
+/// items are handed out and the items' shared context is cancelled, so those
+/// running can stop early. Returns the first error (in time); a panic counts
+/// as one and becomes `E` through `From<Error>`. Waits for the running items
+/// before returning.
+///
+/// # Example
+///
+/// ```
+/// use velocity_async as va;
+///
+/// let r = va::try_for_each(1..=100, 4, |i| if i == 10 { Err(va::Error::Cancelled) } else { Ok(()) });
+/// assert!(r.unwrap_err().is_cancelled());
+/// ```
+pub fn try_for_each<I, F, E>(items: I, limit: usize, f: F) -> Result<(), E>
+where
+    I: IntoIterator,
+    I::Item: Send,
+    F: Fn(I::Item) -> Result<(), E> + Sync,
+    E: From<Error> + Send,
+{
+    let ctx = call_context();
+    let stop = AtomicBool::new(false);
+    let first: Mutex<Option<E>> = Mutex::new(None);
+    let fail = |e: E| {
+        let mut first = first.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(e);
+            stop.store(true, Ordering::Release);
+            ctx.cancel();
+        }
+    };
+    let on_panic = |_: usize, p: &PanicError| fail(E::from(Error::Panic(p.clone())));
+    let opts = Options {
+        limit: parallel::limit_or_default(limit),
+        ctx: &ctx,
+        stop: Some(&stop),
+        on_panic: Some(&on_panic),
+    };
+    let items: Vec<I::Item> = items.into_iter().collect();
+    let _ = parallel::run(items, &opts, &|_, item| {
+        if let Err(e) = f(item) {
+            fail(e);
+        }
+    });
+    match first.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Fire-and-forget [`for_each`] (Go: `async.GoForEach`): returns at once and
+/// processes the items in the background, at most `limit` at once.
+///
+/// Panics are shown to the handler of
+/// [`set_panic_handler`](crate::set_panic_handler); a panicking item does not
+/// stop the others. Use [`shutdown`](crate::shutdown) to wait for it before
+/// the process exits.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::mpsc;
+/// let (tx, rx) = mpsc::channel();
+/// velocity_async::go_for_each(0..10, 2, move |i| tx.send(i).unwrap());
+/// let mut got: Vec<i32> = rx.iter().take(10).collect();
+/// got.sort();
+/// assert_eq!(got, (0..10).collect::<Vec<_>>());
+/// ```
+pub fn go_for_each<I, F>(items: I, limit: usize, f: F)
+where
+    I: IntoIterator,
+    I::Item: Send + 'static,
+    F: Fn(I::Item) + Send + Sync + 'static,
+{
+    let items: Vec<I::Item> = items.into_iter().collect();
+    crate::run::go(move || {
+        // Panics were already reported item by item.
+        let _ = for_each(items, limit, f);
+    });
+}
