@@ -12,8 +12,9 @@
 //!   slow (blocking) items are taken one at a time and spread over helpers.
 //! * Each item runs under `catch_unwind`. A panicking item does not stop the
 //!   others; the lowest-index panic is reported after all items are done.
-//! * Results are collected per chunk with their start index and put back in
-//!   input order at the end.
+//! * Items are claimed by index with one atomic add, and each result is
+//!   written straight into its place in the output (`scope::Claims`): no
+//!   lock per chunk, no final copy.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -23,7 +24,7 @@ use crate::context::Context;
 use crate::error::PanicError;
 use crate::panic;
 use crate::pool;
-use crate::scope::{self, Join};
+use crate::scope::{self, Batch, Claims, Join};
 
 /// The cap used when a caller passes a limit of 0.
 pub(crate) const DEFAULT_LIMIT: usize = 1024;
@@ -46,21 +47,13 @@ pub(crate) struct Options<'a> {
     pub(crate) on_panic: Option<PanicHook<'a>>,
 }
 
-struct Source<T> {
-    items: std::vec::IntoIter<T>,
-    next: usize,
-}
-
 struct Shared<'a, T, R, B> {
-    source: Mutex<Source<T>>,
+    source: Claims<T, R>,
     len: usize,
-    taken: AtomicUsize,
     launched: AtomicUsize,
     body: &'a B,
     opts: &'a Options<'a>,
-    chunks: Mutex<Vec<(usize, Vec<R>)>>,
     panic: Mutex<Option<(usize, PanicError)>>,
-    failed: AtomicBool,
 }
 
 /// Runs `body(index, item)` for every item and returns the results in input
@@ -80,18 +73,12 @@ where
         return Ok(Vec::new());
     }
     let shared = Shared {
-        source: Mutex::new(Source {
-            items: items.into_iter(),
-            next: 0,
-        }),
+        source: Claims::new(items),
         len,
-        taken: AtomicUsize::new(0),
         launched: AtomicUsize::new(1), // the caller
         body,
         opts,
-        chunks: Mutex::new(Vec::new()),
         panic: Mutex::new(None),
-        failed: AtomicBool::new(false),
     };
     if opts.limit <= 1 || len == 1 {
         // Nothing to hand out: run here, without touching the pool.
@@ -100,21 +87,20 @@ where
         scope::scope(pool::current(), |join| helper(&shared, join));
     }
     let Shared {
-        chunks,
+        source,
         panic: first_panic,
         ..
     } = shared;
-    if let Some((_, p)) = first_panic.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        panic::drop_quietly(chunks);
-        return Err(p);
+    let outputs = source.into_outputs();
+    match first_panic.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some((_, p)) => {
+            panic::drop_quietly(outputs);
+            Err(p)
+        }
+        // Without a panic (and without a stop) every item gave its result;
+        // a stopped loop's caller ignores the outputs.
+        None => Ok(outputs.unwrap_or_default()),
     }
-    let mut chunks = chunks.into_inner().unwrap_or_else(|e| e.into_inner());
-    chunks.sort_unstable_by_key(|(start, _)| *start);
-    let mut out = Vec::with_capacity(len);
-    for (_, rs) in chunks {
-        out.extend(rs);
-    }
-    Ok(out)
 }
 
 fn helper<'scope, 'env, T, R, B>(
@@ -130,7 +116,7 @@ fn helper<'scope, 'env, T, R, B>(
     for _ in 0..2 {
         let launched = shared.launched.load(Ordering::Relaxed);
         let want = shared.opts.limit.min(shared.len);
-        if launched >= want || shared.taken.load(Ordering::Relaxed) >= shared.len {
+        if launched >= want || shared.source.claimed() >= shared.len {
             break;
         }
         if shared
@@ -146,63 +132,22 @@ fn helper<'scope, 'env, T, R, B>(
 
 fn helper_loop<T, R, B>(shared: &Shared<'_, T, R, B>)
 where
-    T: Send,
-    R: Send,
     B: Fn(usize, T) -> R + Sync,
 {
     let _current = shared.opts.ctx.enter();
     let mut chunk = 1usize;
-    let mut batch: Vec<T> = Vec::new();
     loop {
         if shared.opts.stop.is_some_and(|s| s.load(Ordering::Acquire)) {
-            break;
+            return;
         }
-        let start = {
-            let mut src = shared.source.lock().unwrap_or_else(|e| e.into_inner());
-            batch.extend(src.items.by_ref().take(chunk));
-            let start = src.next;
-            src.next += batch.len();
-            shared.taken.store(src.next, Ordering::Relaxed);
-            start
+        let Some(batch) = shared.source.claim(chunk) else {
+            return;
         };
-        if batch.is_empty() {
-            break;
-        }
         let n = batch.len();
         let began = Instant::now();
-        let mut results = Vec::with_capacity(n);
-        // One `catch_unwind` per chunk, not per item: after a panic, the
-        // remaining items of the chunk are still in `items` and run next.
-        let mut items = batch.drain(..);
-        let mut index = start;
-        loop {
-            let ran = panic::catch(None, || {
-                for item in items.by_ref() {
-                    results.push((shared.body)(index, item));
-                    index += 1;
-                }
-            });
-            match ran {
-                Ok(()) => break,
-                Err(p) => {
-                    record_panic(shared, index, p);
-                    index += 1;
-                }
-            }
-        }
-        drop(items);
-        if shared.failed.load(Ordering::Relaxed) {
-            panic::drop_quietly(results);
-        } else {
-            shared
-                .chunks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((start, results));
-        }
+        run_batch(shared, batch);
         // Grow the chunk while items are fast; back to one when they are slow.
-        let elapsed = began.elapsed();
-        if elapsed < FAST_ITEM * n as u32 {
+        if began.elapsed() < FAST_ITEM * n as u32 {
             chunk = (chunk * 2).min(MAX_CHUNK);
         } else {
             chunk = 1;
@@ -210,9 +155,27 @@ where
     }
 }
 
+/// Runs one claimed batch; a panicking item does not stop the rest.
+fn run_batch<T, R, B>(shared: &Shared<'_, T, R, B>, mut batch: Batch<'_, T, R>)
+where
+    B: Fn(usize, T) -> R + Sync,
+{
+    // One `catch_unwind` per batch, not per item: after a panic, the rest of
+    // the batch is still in `batch` and runs next.
+    loop {
+        let ran = panic::catch(None, || batch.run(|index, item| (shared.body)(index, item)));
+        match ran {
+            Ok(()) => return,
+            Err(p) => {
+                let index = batch.unanswered().unwrap_or_else(|| batch.start());
+                record_panic(shared, index, p);
+            }
+        }
+    }
+}
+
 #[cold]
 fn record_panic<T, R, B>(shared: &Shared<'_, T, R, B>, index: usize, p: PanicError) {
-    shared.failed.store(true, Ordering::Relaxed);
     if let Some(hook) = shared.opts.on_panic {
         hook(index, &p);
     }

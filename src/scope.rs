@@ -23,7 +23,9 @@
 //! returns.
 #![allow(unsafe_code)]
 
+use std::cell::UnsafeCell;
 use std::marker::PhantomData;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -213,5 +215,233 @@ pub(crate) fn scope<'env, R>(
     match result {
         Ok(r) => r,
         Err(payload) => resume_unwind(payload),
+    }
+}
+
+/// The loop engine's input and output, handed out by index without a lock.
+///
+/// A helper claims a range of indices with one `fetch_add`; the range is then
+/// its alone. [`Batch`] moves the items out of it and writes each result
+/// straight into its place in the output — no per-chunk vectors, no final
+/// copy, and the page faults of the output happen on every helper in
+/// parallel. The batch itself records every item it took but gave no result
+/// for (the item panicked), so which outputs exist is known here, exactly.
+pub(crate) struct Claims<T, R> {
+    items: Box<[UnsafeCell<ManuallyDrop<T>>]>,
+    outputs: Box<[UnsafeCell<MaybeUninit<R>>]>,
+    /// ORDERING: Relaxed is enough: the items were written before the
+    /// `Claims` was shared (the spawn that shares it synchronises), each
+    /// index is touched by the one thread whose `fetch_add` covered it, and
+    /// the owner reads the outputs only after the join's latch (Acquire).
+    next: AtomicUsize,
+    /// Indices taken without a result.
+    missing: Mutex<Vec<usize>>,
+}
+
+// SAFETY: a `Claims` is shared between threads only to move each item out and
+// write each output once, by the one thread that claimed its index
+// (`claim` hands out disjoint ranges): as thread-safe as sending each `T`
+// and `R` between threads.
+unsafe impl<T: Send, R: Send> Sync for Claims<T, R> {}
+
+impl<T, R> Claims<T, R> {
+    pub(crate) fn new(items: Vec<T>) -> Claims<T, R> {
+        let mut items = ManuallyDrop::new(items.into_boxed_slice());
+        let len = items.len();
+        let ptr = items.as_mut_ptr().cast::<UnsafeCell<ManuallyDrop<T>>>();
+        // SAFETY: `UnsafeCell<ManuallyDrop<T>>` is `repr(transparent)` over
+        // `ManuallyDrop<T>`, itself `repr(transparent)` over `T`, so the slice
+        // has the same layout in the same allocation; the original box is
+        // never used or dropped again (`ManuallyDrop`). This saves copying
+        // every item once.
+        let items = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) };
+        let mut outputs: Vec<UnsafeCell<MaybeUninit<R>>> = Vec::with_capacity(len);
+        // SAFETY: `UnsafeCell<MaybeUninit<R>>` needs no initialisation, and
+        // the capacity is `len`: the elements are valid as they are.
+        unsafe { outputs.set_len(len) };
+        let outputs = outputs.into_boxed_slice();
+        Claims {
+            items,
+            outputs,
+            next: AtomicUsize::new(0),
+            missing: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// How many items have been claimed so far (may exceed the length).
+    pub(crate) fn claimed(&self) -> usize {
+        self.next.load(Ordering::Relaxed)
+    }
+
+    /// Claims up to `n` items; `None` once all are claimed.
+    pub(crate) fn claim(&self, n: usize) -> Option<Batch<'_, T, R>> {
+        let len = self.items.len();
+        let start = self.next.fetch_add(n, Ordering::Relaxed);
+        if start >= len {
+            // Keep `next` from creeping towards overflow on repeated calls.
+            self.next.store(len, Ordering::Relaxed);
+            return None;
+        }
+        Some(Batch {
+            claims: self,
+            next: start,
+            end: (start + n).min(len),
+            unanswered: None,
+        })
+    }
+
+    /// Whether every output exists: all items were claimed and each gave a
+    /// result.
+    fn complete(&mut self) -> bool {
+        *self.next.get_mut() >= self.items.len()
+            && self
+                .missing
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+    }
+
+    /// The outputs in input order, if every item gave one; otherwise drops
+    /// those that exist and returns `None`.
+    pub(crate) fn into_outputs(mut self) -> Option<Vec<R>> {
+        if !self.complete() {
+            return None; // `Drop` drops the outputs that exist
+        }
+        let outputs = std::mem::take(&mut self.outputs);
+        let len = outputs.len();
+        let ptr = Box::into_raw(outputs).cast::<R>();
+        // SAFETY: every index was claimed and none is missing, so every
+        // output was written exactly once (`Batch::run`); the element types
+        // are `repr(transparent)` over `R`, so the allocation is a valid
+        // `[R]` of the same layout. `self.outputs` is now empty, so `Drop`
+        // does not touch these values again.
+        Some(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) }.into_vec())
+    }
+}
+
+impl<T, R> Drop for Claims<T, R> {
+    fn drop(&mut self) {
+        let len = self.items.len();
+        let claimed = (*self.next.get_mut()).min(len);
+        // Items never claimed (a loop stopped early) are still here.
+        for cell in &mut self.items[claimed..] {
+            // SAFETY: indices at or past `next` were never claimed, so their
+            // items were never moved out; `&mut self` means nobody else can
+            // reach them now. Each is dropped once, here.
+            unsafe { ManuallyDrop::drop(cell.get_mut()) };
+        }
+        // Outputs that exist: claimed indices not recorded as missing.
+        if std::mem::needs_drop::<R>() && !self.outputs.is_empty() {
+            let mut missing =
+                std::mem::take(self.missing.get_mut().unwrap_or_else(|e| e.into_inner()));
+            missing.sort_unstable();
+            let mut gaps = missing.into_iter().peekable();
+            for (i, cell) in self.outputs[..claimed].iter_mut().enumerate() {
+                if gaps.peek() == Some(&i) {
+                    gaps.next();
+                    continue;
+                }
+                // SAFETY: index `i` was claimed and is not missing, so its
+                // batch wrote it exactly once; `&mut self` excludes every
+                // other access, and the output is dropped once, here.
+                unsafe { cell.get_mut().assume_init_drop() };
+            }
+        }
+    }
+}
+
+/// A claimed range of [`Claims`]: [`run`](Batch::run) moves its items out
+/// in order and stores each one's result. An item taken without a result (it
+/// panicked) is recorded as missing; untaken items are dropped with the
+/// batch.
+pub(crate) struct Batch<'a, T, R> {
+    claims: &'a Claims<T, R>,
+    next: usize,
+    end: usize,
+    /// The index of the item taken last, until its result is put.
+    unanswered: Option<usize>,
+}
+
+impl<T, R> Batch<'_, T, R> {
+    pub(crate) fn len(&self) -> usize {
+        self.end - self.next
+    }
+
+    /// The index of the next item (or of the end).
+    pub(crate) fn start(&self) -> usize {
+        self.next
+    }
+
+    /// Takes the next item with its index.
+    pub(crate) fn take(&mut self) -> Option<(usize, T)> {
+        self.settle();
+        if self.next >= self.end {
+            return None;
+        }
+        let index = self.next;
+        self.next += 1;
+        self.unanswered = Some(index);
+        // SAFETY: this index lies in a range claimed by this batch alone
+        // (`Claims::claim` hands out disjoint ranges), and `next` moved past
+        // it, so the item is moved out exactly once; the `ManuallyDrop` keeps
+        // `Claims` from dropping it again.
+        Some((index, unsafe {
+            ManuallyDrop::take(&mut *self.claims.items[index].get())
+        }))
+    }
+
+    /// Runs `f` on every remaining item and stores each result: the loop of
+    /// [`take`](Batch::take) and a write, tight enough to be inlined. If `f`
+    /// panics, the batch stays consistent: the panicking item is recorded as
+    /// missing and the rest remain for the next call (or the drop).
+    #[inline]
+    pub(crate) fn run(&mut self, mut f: impl FnMut(usize, T) -> R) {
+        self.settle();
+        while self.next < self.end {
+            let index = self.next;
+            self.next += 1;
+            self.unanswered = Some(index);
+            // SAFETY: as in `take`: `index` is this batch's alone and `next`
+            // moved past it, so the item is moved out exactly once.
+            let item = unsafe { ManuallyDrop::take(&mut *self.claims.items[index].get()) };
+            let value = f(index, item);
+            // SAFETY: `index` is in this batch's exclusive range and this is
+            // its one write (`unanswered` is cleared right after).
+            unsafe { (*self.claims.outputs[index].get()).write(value) };
+            self.unanswered = None;
+        }
+    }
+
+    /// The index of the item taken last that has no result yet, if any.
+    pub(crate) fn unanswered(&self) -> Option<usize> {
+        self.unanswered
+    }
+
+    /// Records the item taken last as missing if it got no result.
+    #[inline]
+    fn settle(&mut self) {
+        if let Some(index) = self.unanswered.take() {
+            self.record_missing(index);
+        }
+    }
+
+    #[cold]
+    fn record_missing(&self, index: usize) {
+        self.claims
+            .missing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(index);
+    }
+}
+
+impl<T, R> Drop for Batch<'_, T, R> {
+    fn drop(&mut self) {
+        // Untaken items must still be dropped, exactly once, and recorded as
+        // missing (they give no result).
+        while let Some((_, item)) = self.take() {
+            crate::panic::drop_quietly(item);
+        }
+        self.settle();
     }
 }

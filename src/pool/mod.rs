@@ -82,6 +82,9 @@ pub(crate) struct WorkerInfo {
     pub(crate) blocked: AtomicBool,
     /// Jobs started; progress for platforms without thread clocks.
     pub(crate) jobs: AtomicU64,
+    /// Set the first time the worker goes idle: from then on its CPU time
+    /// since birth no longer measures its current job.
+    pub(crate) has_idled: AtomicBool,
 }
 
 /// How an idle worker is woken.

@@ -19,6 +19,10 @@ struct Sample {
     cpu: Duration,
     at: Instant,
     jobs: u64,
+    /// This interval looked blocked. A worker counts as blocked only after
+    /// two such intervals in a row, so a brief stall (a contended lock, a
+    /// page fault waiting on the address-space lock) does not grow the pool.
+    low: bool,
 }
 
 /// The process counts as saturating the CPUs when it used at least this
@@ -126,18 +130,16 @@ fn classify(
         let jobs = w.jobs.load(Ordering::Relaxed);
         let cpu = w.clock.and_then(|c| c.read());
         // A worker seen for the first time is measured from its birth if it
-        // is young, otherwise it is given the benefit of the doubt this tick.
+        // has been busy ever since (it was started for work and took it at
+        // once); otherwise it is given the benefit of the doubt this tick.
+        let fresh =
+            now.duration_since(w.born) <= interval * 4 && !w.has_idled.load(Ordering::Relaxed);
         let previous = samples
             .get(&w.id)
             .map(|s| (s.cpu, s.at, Some(s.jobs)))
-            .or_else(|| {
-                (now.duration_since(w.born) <= interval * 4).then_some((
-                    Duration::ZERO,
-                    w.born,
-                    None,
-                ))
-            });
-        let is_blocked = match (cpu, previous) {
+            .or_else(|| fresh.then_some((Duration::ZERO, w.born, None)));
+        let was_low = samples.get(&w.id).is_some_and(|s| s.low);
+        let low = match (cpu, previous) {
             (Some(cpu), Some((prev_cpu, prev_at, _))) => {
                 let used = cpu.saturating_sub(prev_cpu);
                 used * BLOCKED_SHARE < now.duration_since(prev_at)
@@ -147,9 +149,9 @@ fn classify(
             (None, Some((_, _, Some(prev_jobs)))) => prev_jobs == jobs,
             _ => false,
         };
-        if is_blocked {
+        if low && was_low {
             blocked += 1;
-        } else {
+        } else if !low {
             running += 1;
         }
         samples.insert(
@@ -158,6 +160,7 @@ fn classify(
                 cpu: cpu.unwrap_or_default(),
                 at: now,
                 jobs,
+                low,
             },
         );
     }

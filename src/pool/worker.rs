@@ -18,6 +18,7 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
             busy: AtomicBool::new(false),
             blocked: AtomicBool::new(false),
             jobs: Default::default(),
+            has_idled: AtomicBool::new(false),
         });
         st.next_id += 1;
         st.workers.push(info.clone());
@@ -66,6 +67,7 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
             break;
         }
         drop(st);
+        info.has_idled.store(true, Ordering::Relaxed);
         spin_for_work(&shared);
         st = shared.lock();
         if !st.queue.is_empty() {

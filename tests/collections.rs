@@ -1,0 +1,274 @@
+//! `for_each`, `map`, `map_n`, `try_for_each`, `go_for_each`.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::time::Duration;
+
+use common::{within, DropCounter};
+use va::{Context, Error};
+use velocity_async as va;
+
+fn observe_concurrency(limit: usize, items: usize) -> usize {
+    let current = AtomicUsize::new(0);
+    let peak = AtomicUsize::new(0);
+    va::for_each(0..items, limit, |_| {
+        let now = current.fetch_add(1, Ordering::SeqCst) + 1;
+        peak.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_micros(300)); // blocking work
+        current.fetch_sub(1, Ordering::SeqCst);
+    })
+    .unwrap();
+    peak.load(Ordering::SeqCst)
+}
+
+#[test]
+fn for_each_visits_every_item_once() {
+    within(60, || {
+        let seen = Mutex::new(vec![0u8; 1000]);
+        va::for_each(0..1000usize, 8, |i| seen.lock().unwrap()[i] += 1).unwrap();
+        assert!(seen.into_inner().unwrap().iter().all(|&c| c == 1));
+    });
+}
+
+#[test]
+fn for_each_never_exceeds_the_limit() {
+    within(120, || {
+        for limit in [1, 2, 7] {
+            let peak = observe_concurrency(limit, 60);
+            assert!(peak <= limit, "limit {limit}, observed {peak}");
+        }
+    });
+}
+
+#[test]
+fn for_each_reaches_the_limit_for_blocking_items() {
+    within(120, || {
+        // 16 items that can only finish together: the limit of 16 must be
+        // reached, or this hangs (and the outer timeout fails it).
+        let b = Barrier::new(16);
+        va::for_each(0..16, 16, |_| {
+            b.wait();
+        })
+        .unwrap();
+    });
+}
+
+#[test]
+fn limit_zero_is_the_default_cap_and_huge_limits_are_fine() {
+    within(120, || {
+        let b = Barrier::new(20);
+        va::for_each(0..20, 0, |_| {
+            b.wait();
+        })
+        .unwrap();
+        let sum = AtomicUsize::new(0);
+        va::for_each(0..100usize, usize::MAX, |i| {
+            sum.fetch_add(i, Ordering::Relaxed);
+        })
+        .unwrap();
+        assert_eq!(sum.load(Ordering::Relaxed), 4950);
+    });
+}
+
+#[test]
+fn empty_inputs() {
+    within(60, || {
+        va::for_each(Vec::<u8>::new(), 4, |_| unreachable!()).unwrap();
+        assert!(va::map(Vec::<u8>::new(), |x| x).unwrap().is_empty());
+        va::try_for_each(Vec::<u8>::new(), 4, |_| Err(Error::NoJobs)).unwrap();
+    });
+}
+
+#[test]
+fn for_each_panics_do_not_stop_others_and_the_lowest_index_wins() {
+    within(60, || {
+        for bad in [0usize, 17, 99] {
+            let ran = AtomicUsize::new(0);
+            let err = va::for_each(0..100usize, 4, |i| {
+                if i == bad || i == 99 {
+                    panic!("item {i}");
+                }
+                ran.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap_err();
+            assert_eq!(err.as_panic().unwrap().message(), format!("item {bad}"));
+            let expected = if bad == 99 { 99 } else { 98 };
+            assert_eq!(ran.load(Ordering::SeqCst), expected);
+        }
+    });
+}
+
+#[test]
+fn map_keeps_input_order() {
+    within(60, || {
+        let out = va::map(0..10_000u64, |i| i * i).unwrap();
+        assert_eq!(out, (0..10_000u64).map(|i| i * i).collect::<Vec<_>>());
+        let words = vec!["a".to_string(), "bb".to_string()];
+        assert_eq!(va::map(&words, |w| w.len()).unwrap(), vec![1, 2]);
+    });
+}
+
+#[test]
+fn map_of_a_million_items() {
+    within(300, || {
+        let out = va::map(0..1_000_000u64, |i| i.wrapping_mul(31)).unwrap();
+        assert_eq!(out.len(), 1_000_000);
+        assert!(out
+            .iter()
+            .enumerate()
+            .all(|(i, v)| *v == (i as u64).wrapping_mul(31)));
+    });
+}
+
+#[test]
+fn map_with_per_item_results() {
+    within(60, || {
+        let out = va::map(0..5, |i| {
+            if i % 2 == 0 {
+                Ok(i)
+            } else {
+                Err(format!("odd {i}"))
+            }
+        })
+        .unwrap();
+        assert_eq!(out[1], Err("odd 1".to_string()));
+        assert_eq!(out[4], Ok(4));
+    });
+}
+
+#[test]
+fn map_n_limits_and_borrows_mutably() {
+    within(60, || {
+        let mut cells = [0u32; 50];
+        let out = va::map_n(cells.iter_mut().enumerate(), 3, |(i, c)| {
+            *c = i as u32 + 1;
+            i
+        })
+        .unwrap();
+        assert_eq!(out, (0..50).collect::<Vec<_>>());
+        assert!(cells.iter().enumerate().all(|(i, c)| *c == i as u32 + 1));
+    });
+}
+
+#[test]
+fn map_drops_every_input_and_output_exactly_once() {
+    within(60, || {
+        let in_drops = Arc::new(AtomicUsize::new(0));
+        let out_drops = Arc::new(AtomicUsize::new(0));
+        let inputs: Vec<_> = (0..300).map(|_| DropCounter(in_drops.clone())).collect();
+        let out = va::map(inputs, |d| {
+            drop(d);
+            DropCounter(out_drops.clone())
+        })
+        .unwrap();
+        assert_eq!(in_drops.load(Ordering::SeqCst), 300);
+        drop(out);
+        assert_eq!(out_drops.load(Ordering::SeqCst), 300);
+
+        // With a panic: the outputs made are dropped, once.
+        let out_drops = Arc::new(AtomicUsize::new(0));
+        let made = AtomicUsize::new(0);
+        let r = va::map(0..300, |i| {
+            if i == 150 {
+                panic!("bad item");
+            }
+            made.fetch_add(1, Ordering::SeqCst);
+            DropCounter(out_drops.clone())
+        });
+        assert!(r.is_err());
+        assert_eq!(
+            out_drops.load(Ordering::SeqCst),
+            made.load(Ordering::SeqCst)
+        );
+        assert_eq!(made.load(Ordering::SeqCst), 299);
+    });
+}
+
+#[test]
+fn a_panic_at_every_index_is_reported_at_that_index() {
+    within(120, || {
+        for bad in 0..20 {
+            let err = va::map(0..20, |i| if i == bad { panic!("{i}") } else { i }).unwrap_err();
+            assert_eq!(err.as_panic().unwrap().message(), bad.to_string());
+        }
+    });
+}
+
+#[test]
+fn items_see_a_child_of_the_callers_context() {
+    within(60, || {
+        let ctx = Context::new();
+        let (started_tx, started_rx) = mpsc::channel();
+        let (tx, rx) = mpsc::channel();
+        let started_tx = Mutex::new(started_tx);
+        let c = ctx.clone();
+        let _t = va::run_with_context(&c, move || {
+            let r = va::map(0..2, |_| {
+                started_tx.lock().unwrap().send(()).unwrap();
+                Context::current().wait();
+                Context::current().is_done()
+            });
+            tx.send(r).unwrap();
+        });
+        started_rx.recv().unwrap();
+        ctx.cancel();
+        assert!(rx.recv().unwrap().unwrap().iter().all(|d| *d));
+    });
+}
+
+#[test]
+fn try_for_each_stops_after_the_first_error_and_cancels_the_running() {
+    within(60, || {
+        let ran = AtomicUsize::new(0);
+        let r = va::try_for_each(0..10_000, 2, |i| {
+            ran.fetch_add(1, Ordering::SeqCst);
+            if i == 3 {
+                return Err(Error::NoJobs);
+            }
+            if i < 3 {
+                return Ok(());
+            }
+            // Items running when the error happens see their context done.
+            Context::current().wait_timeout(Duration::from_secs(30));
+            Ok(())
+        });
+        assert!(matches!(r, Err(Error::NoJobs)));
+        assert!(
+            ran.load(Ordering::SeqCst) < 100,
+            "stopped handing out items: {}",
+            ran.load(Ordering::SeqCst)
+        );
+
+        let r: Result<(), Error> =
+            va::try_for_each(0..10, 3, |i| if i == 5 { panic!("boom") } else { Ok(()) });
+        assert!(r.unwrap_err().is_panic());
+        assert!(va::try_for_each(0..10, 3, |_| Ok::<(), Error>(())).is_ok());
+    });
+}
+
+#[test]
+fn go_for_each_runs_in_the_background() {
+    within(60, || {
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        va::go_for_each(0..100, 4, move |i| tx.lock().unwrap().send(i).unwrap());
+        let mut got: Vec<i32> = rx.iter().take(100).collect();
+        got.sort_unstable();
+        assert_eq!(got, (0..100).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn cpu_bound_map_does_not_grow_the_pool() {
+    within(120, || {
+        let pool = va::Pool::builder().build();
+        let out = pool
+            .run(|| va::map(0..2_000_000u64, |i| i.count_ones()).unwrap().len())
+            .get()
+            .unwrap();
+        assert_eq!(out, 2_000_000);
+        assert!(pool.stats().threads_spawned <= 16, "{:?}", pool.stats());
+    });
+}
