@@ -45,6 +45,7 @@
 
 mod all;
 mod collections;
+mod compile_fail;
 mod context;
 mod error;
 mod panic;

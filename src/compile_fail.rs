@@ -1,0 +1,72 @@
+//! Compile-time guarantees, proved by `compile_fail` doctests (run with
+//! `cargo test --doc`). Each block below must *not* compile.
+//!
+//! A background task cannot borrow from the stack that spawned it (`run`
+//! returns before the work ends, so the work must be `'static`):
+//!
+//! ```compile_fail,E0373
+//! let name = String::from("ada");
+//! let task = velocity_async::run(|| name.len()); // `name` does not live long enough
+//! drop(name);
+//! task.get().unwrap();
+//! ```
+//!
+//! Nor can a race's jobs, which outlive the call:
+//!
+//! ```compile_fail,E0373
+//! let local = vec![1, 2, 3];
+//! let _ = velocity_async::race((|| local.len(),));
+//! ```
+//!
+//! `all` may borrow, but what it returns cannot outlive what it borrowed:
+//!
+//! ```compile_fail,E0597
+//! let out;
+//! {
+//!     let local = String::from("short-lived");
+//!     out = velocity_async::all((|| local.as_str(),)).unwrap().0;
+//! }
+//! println!("{out}");
+//! ```
+//!
+//! A closure that is not `Send` is refused, by every entry point:
+//!
+//! ```compile_fail,E0277
+//! let rc = std::rc::Rc::new(1);
+//! let _ = velocity_async::run(move || *rc);
+//! ```
+//!
+//! ```compile_fail,E0277
+//! let rc = std::rc::Rc::new(1);
+//! let _ = velocity_async::all((move || *rc, || 2));
+//! ```
+//!
+//! ```compile_fail,E0277
+//! let rc = std::rc::Rc::new(1);
+//! velocity_async::go(move || drop(rc));
+//! ```
+//!
+//! Items that are not `Send` cannot cross to other threads:
+//!
+//! ```compile_fail,E0277
+//! let items = vec![std::rc::Rc::new(1), std::rc::Rc::new(2)];
+//! let _ = velocity_async::map(items, |x| *x);
+//! ```
+//!
+//! A shared `f` must be `Sync` (it runs on many threads at once):
+//!
+//! ```compile_fail,E0277
+//! let cell = std::cell::Cell::new(0);
+//! velocity_async::for_each(0..10, 2, |i| cell.set(i)).unwrap();
+//! ```
+//!
+//! And, for contrast, the borrowing forms that are sound do compile:
+//!
+//! ```
+//! let mut total = 0;
+//! let words = vec!["a", "bb"];
+//! let (n, ()) = velocity_async::all((|| words.len(), || total += 1)).unwrap();
+//! assert_eq!((n, total), (2, 1));
+//! let lens = velocity_async::map(&words, |w| w.len()).unwrap();
+//! assert_eq!(lens, [1, 2]);
+//! ```
