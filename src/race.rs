@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::context::{CancelHook, Context, Reason};
 use crate::error::{Error, PanicError};
 use crate::panic;
-use crate::pool::{self, Job, Shared};
+use crate::pool::{self, Job, Shared, Wake};
 use crate::task::{Slot, Task, TaskCore};
 
 /// Jobs that [`race`] can run: a tuple of 1 to 12 closures, a `Vec` or an
@@ -274,7 +274,7 @@ fn start<T: Send + 'static>(
     for (index, f) in jobs.into_iter().enumerate() {
         let c = core.clone();
         let job = Job::Go(Box::new(move || c.run_job(index, f)));
-        if let Err(job) = shared.submit(job) {
+        if let Err(job) = shared.submit(job, Wake::Eager) {
             // Shut down: the rest cannot run. End the race with that error;
             // the refused job is dropped uncalled.
             if core.slot.resolve(Err(Error::ShutDown)).is_ok() {

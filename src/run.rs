@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::context::Context;
 use crate::error::{Error, PanicError};
 use crate::panic;
-use crate::pool::{self, Job, Pool, Shared, ShutdownReport, Stats};
+use crate::pool::{self, Job, Pool, Shared, ShutdownReport, Stats, Wake};
 use crate::task::{Task, TaskCell};
 
 /// Builds a task with its own context (a child of `parent`) and queues it.
@@ -28,7 +28,7 @@ where
         shared.count_skipped();
         return Task::from_cell(cell);
     }
-    if let Err(job) = shared.submit(Job::Task(cell.clone())) {
+    if let Err(job) = shared.submit(Job::Task(cell.clone()), Wake::Eager) {
         job.refuse(Error::ShutDown);
     }
     Task::from_cell(cell)
@@ -178,7 +178,7 @@ impl Pool {
 }
 
 fn submit_go(shared: &Arc<Shared>, job: Job) -> Result<(), Error> {
-    match shared.submit(job) {
+    match shared.submit(job, Wake::Eager) {
         Ok(()) => Ok(()),
         Err(job) => {
             job.refuse(Error::ShutDown);

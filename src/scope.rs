@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::Error;
-use crate::pool::{BlockedGuard, Job, Shared};
+use crate::pool::{BlockedGuard, Job, Shared, Wake};
 use crate::task::{spin_until, Runnable, WAIT_SPIN};
 
 /// Counts jobs in flight; `wait` returns when it reaches zero.
@@ -164,7 +164,7 @@ impl<'scope> Join<'scope, '_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(job.clone());
-        if let Err(job) = self.shared.submit(Job::Task(job)) {
+        if let Err(job) = self.shared.submit(Job::Task(job), Wake::Elastic) {
             job.refuse(Error::ShutDown);
         }
     }

@@ -232,7 +232,7 @@ impl Builder {
     }
 
     /// How often the monitor checks for blocked workers while work waits
-    /// (default 500 µs; a worker counts as blocked after two low intervals). Clamped to at least 10 µs.
+    /// (default 500 µs). Clamped to at least 10 µs.
     pub fn monitor_interval(mut self, d: Duration) -> Builder {
         self.config.monitor_interval = d.max(Duration::from_micros(10));
         self

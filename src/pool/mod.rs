@@ -21,6 +21,20 @@ use crate::error::{Error, SpawnError};
 use crate::task::Runnable;
 use cpu_clock::ThreadClock;
 
+/// How eagerly a queued job gets a thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// A thread of its own at once, if one is idle (`run`, `go`, race jobs:
+    /// Go starts a goroutine for each). The pool still grows past the CPU
+    /// count only for blocked work.
+    Eager,
+    /// A helper of a loop (`all`, `map`, `for_each`): woken only while fewer
+    /// than `target_running` workers compute, or when the monitor finds the
+    /// busy ones blocked. A CPU-bound loop therefore keeps about one helper
+    /// per CPU busy, however many threads sit idle.
+    Elastic,
+}
+
 /// A unit of work in the queue.
 pub(crate) enum Job {
     /// A task with a handle; a waiter may have run it inline already.
@@ -117,7 +131,9 @@ impl State {
 
 /// Everything behind the lock.
 pub(crate) struct State {
-    pub(crate) queue: VecDeque<Job>,
+    pub(crate) queue: VecDeque<(Job, Wake)>,
+    /// How many queued jobs are `Wake::Eager`.
+    pub(crate) eager_queued: usize,
     /// Sleeping workers, most recently idle last (LIFO: warm threads are
     /// reused, cold ones reach their keep-alive and retire).
     pub(crate) idle: Vec<Arc<Sleeper>>,
@@ -141,9 +157,13 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// Work waits and no sleeping worker can take it.
-    pub(crate) fn starving(&self) -> bool {
-        !self.queue.is_empty() && self.idle.is_empty()
+    /// Pops the next job, keeping `eager_queued` in step.
+    pub(crate) fn pop_job(&mut self) -> Option<Job> {
+        let (job, wake) = self.queue.pop_front()?;
+        if wake == Wake::Eager {
+            self.eager_queued -= 1;
+        }
+        Some(job)
     }
 }
 
@@ -226,6 +246,7 @@ impl Shared {
         Shared {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
+                eager_queued: 0,
                 idle: Vec::new(),
                 alive: 0,
                 running: 0,
@@ -262,14 +283,32 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Workers that are computing or about to: running a job and not blocked
+    /// in a wait, or woken and on their way.
+    pub(crate) fn active(&self, st: &State) -> usize {
+        (st.running + st.waking).saturating_sub(self.blocked.load(Ordering::Relaxed))
+    }
+
+    /// Work waits that no thread is on its way to take: nobody is idle, or
+    /// only loop helpers wait while enough workers already run. The monitor
+    /// then decides whether the running ones are blocked.
+    pub(crate) fn starving(&self, st: &State) -> bool {
+        !st.queue.is_empty()
+            && (st.idle.is_empty()
+                || (st.eager_queued == 0 && self.active(st) >= self.config.target_running))
+    }
+
     /// Queues `job` and makes sure some thread will run it. Hands the job
     /// back if the pool is shut down.
-    pub(crate) fn submit(self: &Arc<Self>, job: Job) -> Result<(), Job> {
+    pub(crate) fn submit(self: &Arc<Self>, job: Job, wake: Wake) -> Result<(), Job> {
         let mut st = self.lock();
         if st.closed {
             return Err(job);
         }
-        st.queue.push_back(job);
+        st.queue.push_back((job, wake));
+        if wake == Wake::Eager {
+            st.eager_queued += 1;
+        }
         st.outstanding += 1;
         let queued = st.queue.len();
         // ORDERING: Release pairs with the spinners' Acquire load; they then
@@ -278,30 +317,70 @@ impl Shared {
         if queued <= self.spinners.load(Ordering::SeqCst) {
             return Ok(()); // a spinning worker will take it
         }
-        if st.waking > 0 && !st.idle.is_empty() {
-            return Ok(()); // a worker on its way will wake more if needed
-        }
-        if let Some(sleeper) = st.pop_idle() {
-            drop(st);
-            sleeper.unpark();
-            return Ok(());
-        }
-        if st.alive < self.config.target_running.min(self.config.max_threads) {
-            st.alive += 1;
-            drop(st);
-            self.spawn_worker();
-            return Ok(());
+        // A loop helper is optional parallelism: its caller runs it itself
+        // if nobody takes it. So it wakes nobody while a spinner is around
+        // (the spinner takes one, the caller the rest) or enough run.
+        let below_target = self.active(&st) < self.config.target_running;
+        let helper_wakes = below_target && self.spinners.load(Ordering::SeqCst) == 0;
+        if wake == Wake::Eager || helper_wakes {
+            if wake == Wake::Eager && st.waking > 0 && !st.idle.is_empty() {
+                return Ok(()); // a worker on its way will wake more if needed
+            }
+            if let Some(sleeper) = st.pop_idle() {
+                drop(st);
+                sleeper.unpark();
+                return Ok(());
+            }
+            if st.alive < self.config.target_running.min(self.config.max_threads) {
+                st.alive += 1;
+                drop(st);
+                self.spawn_worker();
+                return Ok(());
+            }
         }
         self.wake_monitor(st);
         Ok(())
     }
 
-    /// Starts one worker if work waits, nobody is free, and the cap allows.
+    /// A worker is about to block: if work waits, wake an idle worker or
+    /// start one (the cap allows), so the CPU it leaves is used.
     pub(crate) fn grow_if_starving(self: &Arc<Self>) {
         let mut st = self.lock();
-        if st.starving() && st.alive < self.config.max_threads && !st.closed {
+        if st.queue.is_empty() || st.closed {
+            return;
+        }
+        if let Some(sleeper) = st.pop_idle() {
+            drop(st);
+            sleeper.unpark();
+        } else if st.alive < self.config.max_threads {
             st.alive += 1;
             drop(st);
+            self.spawn_worker();
+        }
+    }
+
+    /// Gives the queue `n` more workers: idle ones first, then new threads
+    /// (started as a tree, see `pass_on_growth`). Called by the monitor.
+    pub(crate) fn add_workers(self: &Arc<Self>, n: usize) {
+        let mut st = self.lock();
+        let mut woken = Vec::new();
+        while woken.len() < n {
+            match st.pop_idle() {
+                Some(s) => woken.push(s),
+                None => break,
+            }
+        }
+        let spawn = (n - woken.len()).min(self.config.max_threads.saturating_sub(st.alive));
+        let spawn_now = spawn > 0 && !st.closed;
+        if spawn_now {
+            self.grow_budget.store(spawn - 1, Ordering::Relaxed);
+            st.alive += 1;
+        }
+        drop(st);
+        for s in woken {
+            s.unpark();
+        }
+        if spawn_now {
             self.spawn_worker();
         }
     }
@@ -318,7 +397,7 @@ impl Shared {
                 return;
             }
             let mut st = self.lock();
-            if !st.starving() || st.alive >= self.config.max_threads || st.closed {
+            if !self.starving(&st) || st.alive >= self.config.max_threads || st.closed {
                 self.grow_budget.store(0, Ordering::Relaxed);
                 return;
             }
@@ -353,7 +432,8 @@ impl Shared {
         if st.alive > 0 {
             return; // the living workers will get to the queue
         }
-        let jobs: Vec<Job> = st.queue.drain(..).collect();
+        let jobs: Vec<Job> = st.queue.drain(..).map(|(job, _)| job).collect();
+        st.eager_queued = 0;
         st.outstanding -= jobs.len();
         self.queued.store(0, Ordering::Release);
         let drained = st.outstanding == 0;

@@ -19,10 +19,6 @@ struct Sample {
     cpu: Duration,
     at: Instant,
     jobs: u64,
-    /// This interval looked blocked. A worker counts as blocked only after
-    /// two such intervals in a row, so a brief stall (a contended lock, a
-    /// page fault waiting on the address-space lock) does not grow the pool.
-    low: bool,
 }
 
 /// The process counts as saturating the CPUs when it used at least this
@@ -38,7 +34,7 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
         let interval = shared.config.monitor_interval;
         {
             let mut st = shared.lock();
-            while !st.starving() {
+            while !shared.starving(&st) {
                 if st.closed && st.outstanding == 0 {
                     st.monitor = false;
                     return;
@@ -50,7 +46,7 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
                     .unwrap_or_else(|e| e.into_inner());
                 st = guard;
                 st.monitor_sleeping = false;
-                if timeout.timed_out() && !st.starving() {
+                if timeout.timed_out() && !shared.starving(&st) {
                     st.monitor = false;
                     return;
                 }
@@ -62,9 +58,9 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
         let Some(shared) = pool.upgrade() else { return };
         let (busy, queued, room) = {
             let st = shared.lock();
-            // A worker that is neither idle nor running a job is spinning or
-            // between jobs: it is about to take from the queue.
-            if !st.starving() || st.closed || st.running < st.alive {
+            // Workers spinning or woken are about to take from the queue.
+            let coming = st.waking + shared.spinners.load(Ordering::SeqCst);
+            if !shared.starving(&st) || st.closed || st.queue.len() <= coming {
                 continue;
             }
             let busy: Vec<Arc<WorkerInfo>> = st
@@ -76,7 +72,7 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
             (
                 busy,
                 st.queue.len(),
-                shared.config.max_threads.saturating_sub(st.alive),
+                shared.config.max_threads.saturating_sub(st.alive) + st.idle.len(),
             )
         };
         // Workers descheduled because the CPUs are full look "blocked" by
@@ -98,16 +94,11 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
         // evidence that this is blocking work, at least double the blocked
         // set, so 1,000 blocking jobs get their threads in ~10 ticks, not 500.
         let want = (target - running).max(blocked).min(queued).min(room);
-        // Start them as a tree: each new worker starts up to two more before
-        // taking work, so 1,000 threads take ~10 spawn latencies, not 1,000.
+        // Idle workers first; new threads start as a tree (each new worker
+        // starts up to two more before taking work), so 1,000 threads take
+        // ~10 spawn latencies, not 1,000.
         if want > 0 {
-            shared.grow_budget.store(want - 1, Ordering::Relaxed);
-            let mut st = shared.lock();
-            if st.starving() && st.alive < shared.config.max_threads && !st.closed {
-                st.alive += 1;
-                drop(st);
-                shared.spawn_worker();
-            }
+            shared.add_workers(want);
         }
     }
 }
@@ -138,7 +129,6 @@ fn classify(
             .get(&w.id)
             .map(|s| (s.cpu, s.at, Some(s.jobs)))
             .or_else(|| fresh.then_some((Duration::ZERO, w.born, None)));
-        let was_low = samples.get(&w.id).is_some_and(|s| s.low);
         let low = match (cpu, previous) {
             (Some(cpu), Some((prev_cpu, prev_at, _))) => {
                 let used = cpu.saturating_sub(prev_cpu);
@@ -149,9 +139,9 @@ fn classify(
             (None, Some((_, _, Some(prev_jobs)))) => prev_jobs == jobs,
             _ => false,
         };
-        if low && was_low {
+        if low {
             blocked += 1;
-        } else if !low {
+        } else {
             running += 1;
         }
         samples.insert(
@@ -160,7 +150,6 @@ fn classify(
                 cpu: cpu.unwrap_or_default(),
                 at: now,
                 jobs,
-                low,
             },
         );
     }

@@ -33,16 +33,23 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
 
     let mut st = shared.lock();
     loop {
-        if let Some(job) = st.queue.pop_front() {
+        if let Some(job) = st.pop_job() {
             shared.queued.store(st.queue.len(), Ordering::Release);
             st.running += 1;
-            // More work waits than threads are on their way: pass the wake-up on
-            // to up to two sleepers, so a burst fans out as a tree (Go's
+            // More work waits than threads are on their way: pass the wake-up
+            // on to up to two sleepers, so a burst fans out as a tree (Go's
             // spinning-thread hand-off) instead of one syscall per submit.
-            let mut next: [Option<Arc<Sleeper>>; 2] = [None, None];
+            // Loop helpers count only while fewer than `target_running`
+            // workers compute (see `Wake::Elastic`).
             let covered = st.waking + shared.spinners.load(Ordering::SeqCst);
-            for slot in &mut next {
-                if st.queue.len() <= covered {
+            let room = shared
+                .config
+                .target_running
+                .saturating_sub(shared.active(&st));
+            let wanted = st.eager_queued + (st.queue.len() - st.eager_queued).min(room);
+            let mut next: [Option<Arc<Sleeper>>; 2] = [None, None];
+            for (i, slot) in next.iter_mut().enumerate() {
+                if wanted <= covered + i {
                     break;
                 }
                 *slot = st.pop_idle();
