@@ -25,7 +25,7 @@
 
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
-use std::mem::{ManuallyDrop, MaybeUninit};
+use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -218,54 +218,62 @@ pub(crate) fn scope<'env, R>(
     }
 }
 
+/// One place of the loop engine's buffer: first an item, then its result.
+/// Index `i`'s result overwrites index `i`'s item, which was moved out just
+/// before, so when `T` and `R` have the same size the items' allocation
+/// becomes the output `Vec<R>` without a copy (as std's in-place `collect`).
+union Slot<T, R> {
+    item: ManuallyDrop<T>,
+    output: ManuallyDrop<R>,
+}
+
 /// The loop engine's input and output, handed out by index without a lock.
 ///
 /// A helper claims a range of indices with one `fetch_add`; the range is then
-/// its alone. [`Batch`] moves the items out of it and writes each result
-/// straight into its place in the output — no per-chunk vectors, no final
-/// copy, and the page faults of the output happen on every helper in
+/// its alone. [`Batch`] moves the items out of it and writes each result into
+/// the same place — no per-chunk vectors, no final copy when `T` and `R` are
+/// the same size, and page faults of the output happen on every helper in
 /// parallel. The batch itself records every item it took but gave no result
-/// for (the item panicked), so which outputs exist is known here, exactly.
+/// for (the item panicked), so what each place holds is known here, exactly:
+/// below `next`, a result unless recorded missing; from `next` on, an item.
 pub(crate) struct Claims<T, R> {
-    items: Box<[UnsafeCell<ManuallyDrop<T>>]>,
-    outputs: Box<[UnsafeCell<MaybeUninit<R>>]>,
+    slots: Box<[UnsafeCell<Slot<T, R>>]>,
     /// ORDERING: Relaxed is enough: the items were written before the
     /// `Claims` was shared (the spawn that shares it synchronises), each
     /// index is touched by the one thread whose `fetch_add` covered it, and
-    /// the owner reads the outputs only after the join's latch (Acquire).
+    /// the owner reads the results only after the join's latch (Acquire).
     next: AtomicUsize,
     /// Indices taken without a result.
     missing: Mutex<Vec<usize>>,
 }
 
 // SAFETY: a `Claims` is shared between threads only to move each item out and
-// write each output once, by the one thread that claimed its index
-// (`claim` hands out disjoint ranges): as thread-safe as sending each `T`
-// and `R` between threads.
+// write each result once, by the one thread that claimed its index (`claim`
+// hands out disjoint ranges): as thread-safe as sending each `T` and `R`
+// between threads.
 unsafe impl<T: Send, R: Send> Sync for Claims<T, R> {}
+
+fn same_layout<A, B>() -> bool {
+    std::mem::size_of::<A>() == std::mem::size_of::<B>() && std::mem::align_of::<A>() == std::mem::align_of::<B>()
+}
 
 impl<T, R> Claims<T, R> {
     pub(crate) fn new(items: Vec<T>) -> Claims<T, R> {
-        let mut items = ManuallyDrop::new(items.into_boxed_slice());
-        let len = items.len();
-        let ptr = items.as_mut_ptr().cast::<UnsafeCell<ManuallyDrop<T>>>();
-        // SAFETY: `UnsafeCell<ManuallyDrop<T>>` is `repr(transparent)` over
-        // `ManuallyDrop<T>`, itself `repr(transparent)` over `T`, so the slice
-        // has the same layout in the same allocation; the original box is
-        // never used or dropped again (`ManuallyDrop`). This saves copying
-        // every item once.
-        let items = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) };
-        let mut outputs: Vec<UnsafeCell<MaybeUninit<R>>> = Vec::with_capacity(len);
-        // SAFETY: `UnsafeCell<MaybeUninit<R>>` needs no initialisation, and
-        // the capacity is `len`: the elements are valid as they are.
-        unsafe { outputs.set_len(len) };
-        let outputs = outputs.into_boxed_slice();
-        Claims {
-            items,
-            outputs,
-            next: AtomicUsize::new(0),
-            missing: Mutex::new(Vec::new()),
-        }
+        let slots: Box<[UnsafeCell<Slot<T, R>>]> = if same_layout::<T, UnsafeCell<Slot<T, R>>>() {
+            let mut items = ManuallyDrop::new(items.into_boxed_slice());
+            let len = items.len();
+            let ptr = items.as_mut_ptr().cast::<UnsafeCell<Slot<T, R>>>();
+            // SAFETY: the slot type has the size and alignment of `T` (checked
+            // above), and a `Slot` holding its `item` field is exactly a `T`
+            // (union fields start at offset 0; `ManuallyDrop` and
+            // `UnsafeCell` are `repr(transparent)`), so the allocation is a
+            // valid slice of slots. The original box is never used or dropped
+            // again (`ManuallyDrop`).
+            unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) }
+        } else {
+            items.into_iter().map(|t| UnsafeCell::new(Slot { item: ManuallyDrop::new(t) })).collect()
+        };
+        Claims { slots, next: AtomicUsize::new(0), missing: Mutex::new(Vec::new()) }
     }
 
     /// How many items have been claimed so far (may exceed the length).
@@ -275,90 +283,82 @@ impl<T, R> Claims<T, R> {
 
     /// Claims up to `n` items; `None` once all are claimed.
     pub(crate) fn claim(&self, n: usize) -> Option<Batch<'_, T, R>> {
-        let len = self.items.len();
+        let len = self.slots.len();
         let start = self.next.fetch_add(n, Ordering::Relaxed);
         if start >= len {
             // Keep `next` from creeping towards overflow on repeated calls.
             self.next.store(len, Ordering::Relaxed);
             return None;
         }
-        Some(Batch {
-            claims: self,
-            next: start,
-            end: (start + n).min(len),
-            unanswered: None,
-        })
+        Some(Batch { claims: self, next: start, end: (start + n).min(len), unanswered: None })
     }
 
-    /// Whether every output exists: all items were claimed and each gave a
-    /// result.
-    fn complete(&mut self) -> bool {
-        *self.next.get_mut() >= self.items.len()
-            && self
-                .missing
-                .get_mut()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_empty()
-    }
-
-    /// The outputs in input order, if every item gave one; otherwise drops
+    /// The results in input order, if every item gave one; otherwise drops
     /// those that exist and returns `None`.
     pub(crate) fn into_outputs(mut self) -> Option<Vec<R>> {
-        if !self.complete() {
-            return None; // `Drop` drops the outputs that exist
+        let len = self.slots.len();
+        let complete = *self.next.get_mut() >= len
+            && self.missing.get_mut().unwrap_or_else(|e| e.into_inner()).is_empty();
+        if !complete {
+            return None; // `Drop` drops what each place holds
         }
-        let outputs = std::mem::take(&mut self.outputs);
-        let len = outputs.len();
-        let ptr = Box::into_raw(outputs).cast::<R>();
-        // SAFETY: every index was claimed and none is missing, so every
-        // output was written exactly once (`Batch::run`); the element types
-        // are `repr(transparent)` over `R`, so the allocation is a valid
-        // `[R]` of the same layout. `self.outputs` is now empty, so `Drop`
-        // does not touch these values again.
-        Some(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) }.into_vec())
+        let slots = std::mem::take(&mut self.slots);
+        // From here on `self` holds no slots: its `Drop` touches nothing.
+        if same_layout::<R, UnsafeCell<Slot<T, R>>>() {
+            let ptr = Box::into_raw(slots).cast::<R>();
+            // SAFETY: every index was claimed and none is missing, so every
+            // place holds a result written exactly once (`Batch::run`); the
+            // slot type has the size and alignment of `R`, and a slot holding
+            // `output` is exactly an `R`, so the allocation is a valid `[R]`.
+            Some(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) }.into_vec())
+        } else {
+            let slots = Vec::from(slots);
+            Some(
+                slots
+                    .into_iter()
+                    // SAFETY: as above, every place holds its result; each is
+                    // moved out once, and the slot itself has no drop glue.
+                    .map(|cell| ManuallyDrop::into_inner(unsafe { cell.into_inner().output }))
+                    .collect(),
+            )
+        }
     }
 }
 
 impl<T, R> Drop for Claims<T, R> {
     fn drop(&mut self) {
-        let len = self.items.len();
-        let claimed = (*self.next.get_mut()).min(len);
-        // Items never claimed (a loop stopped early) are still here.
-        for cell in &mut self.items[claimed..] {
-            // SAFETY: indices at or past `next` were never claimed, so their
-            // items were never moved out; `&mut self` means nobody else can
-            // reach them now. Each is dropped once, here.
-            unsafe { ManuallyDrop::drop(cell.get_mut()) };
+        if self.slots.is_empty() {
+            return;
         }
-        // Outputs that exist: claimed indices not recorded as missing.
-        if std::mem::needs_drop::<R>() && !self.outputs.is_empty() {
-            let mut missing =
-                std::mem::take(self.missing.get_mut().unwrap_or_else(|e| e.into_inner()));
-            missing.sort_unstable();
-            let mut gaps = missing.into_iter().peekable();
-            for (i, cell) in self.outputs[..claimed].iter_mut().enumerate() {
-                if gaps.peek() == Some(&i) {
-                    gaps.next();
-                    continue;
-                }
-                // SAFETY: index `i` was claimed and is not missing, so its
-                // batch wrote it exactly once; `&mut self` excludes every
-                // other access, and the output is dropped once, here.
-                unsafe { cell.get_mut().assume_init_drop() };
+        let claimed = (*self.next.get_mut()).min(self.slots.len());
+        let mut missing = std::mem::take(self.missing.get_mut().unwrap_or_else(|e| e.into_inner()));
+        missing.sort_unstable();
+        let mut gaps = missing.into_iter().peekable();
+        for (i, cell) in self.slots.iter_mut().enumerate() {
+            if i >= claimed {
+                // SAFETY: never claimed, so the place still holds its item;
+                // `&mut self` excludes every other access; dropped once, here.
+                unsafe { ManuallyDrop::drop(&mut cell.get_mut().item) };
+            } else if gaps.peek() == Some(&i) {
+                gaps.next(); // taken without a result: the place is empty
+            } else {
+                // SAFETY: claimed and not missing, so its batch wrote the
+                // result exactly once; dropped once, here.
+                unsafe { ManuallyDrop::drop(&mut cell.get_mut().output) };
             }
         }
     }
 }
 
 /// A claimed range of [`Claims`]: [`run`](Batch::run) moves its items out
-/// in order and stores each one's result. An item taken without a result (it
-/// panicked) is recorded as missing; untaken items are dropped with the
-/// batch.
+/// in order and stores each one's result in its place. An item taken without
+/// a result (it panicked) is recorded as missing; untaken items are dropped
+/// with the batch and recorded as missing too.
 pub(crate) struct Batch<'a, T, R> {
     claims: &'a Claims<T, R>,
     next: usize,
     end: usize,
-    /// The index of the item taken last, until its result is put.
+    /// The index of the item taken last, until its result is stored.
     unanswered: Option<usize>,
 }
 
@@ -372,8 +372,9 @@ impl<T, R> Batch<'_, T, R> {
         self.next
     }
 
-    /// Takes the next item with its index.
-    pub(crate) fn take(&mut self) -> Option<(usize, T)> {
+    /// Moves the next item out, marking it unanswered.
+    #[inline]
+    fn take(&mut self) -> Option<(usize, T)> {
         self.settle();
         if self.next >= self.end {
             return None;
@@ -383,31 +384,24 @@ impl<T, R> Batch<'_, T, R> {
         self.unanswered = Some(index);
         // SAFETY: this index lies in a range claimed by this batch alone
         // (`Claims::claim` hands out disjoint ranges), and `next` moved past
-        // it, so the item is moved out exactly once; the `ManuallyDrop` keeps
-        // `Claims` from dropping it again.
-        Some((index, unsafe {
-            ManuallyDrop::take(&mut *self.claims.items[index].get())
-        }))
+        // it, so the item is moved out exactly once; the place is then empty
+        // until `run` writes its result.
+        let item = unsafe { ManuallyDrop::take(&mut (*self.claims.slots[index].get()).item) };
+        Some((index, item))
     }
 
-    /// Runs `f` on every remaining item and stores each result: the loop of
-    /// [`take`](Batch::take) and a write, tight enough to be inlined. If `f`
-    /// panics, the batch stays consistent: the panicking item is recorded as
-    /// missing and the rest remain for the next call (or the drop).
+    /// Runs `f` on every remaining item and stores each result in the item's
+    /// place. If `f` panics, the batch stays consistent: the panicking item
+    /// is recorded as missing (on the next call or the drop) and the rest
+    /// remain for the next call.
     #[inline]
     pub(crate) fn run(&mut self, mut f: impl FnMut(usize, T) -> R) {
-        self.settle();
-        while self.next < self.end {
-            let index = self.next;
-            self.next += 1;
-            self.unanswered = Some(index);
-            // SAFETY: as in `take`: `index` is this batch's alone and `next`
-            // moved past it, so the item is moved out exactly once.
-            let item = unsafe { ManuallyDrop::take(&mut *self.claims.items[index].get()) };
+        while let Some((index, item)) = self.take() {
             let value = f(index, item);
-            // SAFETY: `index` is in this batch's exclusive range and this is
-            // its one write (`unanswered` is cleared right after).
-            unsafe { (*self.claims.outputs[index].get()).write(value) };
+            // SAFETY: `index` is in this batch's exclusive range, its item was
+            // moved out by `take`, and `unanswered` is cleared right after, so
+            // this is the place's one write.
+            unsafe { (*self.claims.slots[index].get()).output = ManuallyDrop::new(value) };
             self.unanswered = None;
         }
     }
@@ -427,11 +421,7 @@ impl<T, R> Batch<'_, T, R> {
 
     #[cold]
     fn record_missing(&self, index: usize) {
-        self.claims
-            .missing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(index);
+        self.claims.missing.lock().unwrap_or_else(|e| e.into_inner()).push(index);
     }
 }
 
