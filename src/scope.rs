@@ -254,7 +254,8 @@ pub(crate) struct Claims<T, R> {
 unsafe impl<T: Send, R: Send> Sync for Claims<T, R> {}
 
 fn same_layout<A, B>() -> bool {
-    std::mem::size_of::<A>() == std::mem::size_of::<B>() && std::mem::align_of::<A>() == std::mem::align_of::<B>()
+    std::mem::size_of::<A>() == std::mem::size_of::<B>()
+        && std::mem::align_of::<A>() == std::mem::align_of::<B>()
 }
 
 impl<T, R> Claims<T, R> {
@@ -271,9 +272,20 @@ impl<T, R> Claims<T, R> {
             // again (`ManuallyDrop`).
             unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) }
         } else {
-            items.into_iter().map(|t| UnsafeCell::new(Slot { item: ManuallyDrop::new(t) })).collect()
+            items
+                .into_iter()
+                .map(|t| {
+                    UnsafeCell::new(Slot {
+                        item: ManuallyDrop::new(t),
+                    })
+                })
+                .collect()
         };
-        Claims { slots, next: AtomicUsize::new(0), missing: Mutex::new(Vec::new()) }
+        Claims {
+            slots,
+            next: AtomicUsize::new(0),
+            missing: Mutex::new(Vec::new()),
+        }
     }
 
     /// How many items have been claimed so far (may exceed the length).
@@ -290,7 +302,12 @@ impl<T, R> Claims<T, R> {
             self.next.store(len, Ordering::Relaxed);
             return None;
         }
-        Some(Batch { claims: self, next: start, end: (start + n).min(len), unanswered: None })
+        Some(Batch {
+            claims: self,
+            next: start,
+            end: (start + n).min(len),
+            unanswered: None,
+        })
     }
 
     /// The results in input order, if every item gave one; otherwise drops
@@ -298,7 +315,11 @@ impl<T, R> Claims<T, R> {
     pub(crate) fn into_outputs(mut self) -> Option<Vec<R>> {
         let len = self.slots.len();
         let complete = *self.next.get_mut() >= len
-            && self.missing.get_mut().unwrap_or_else(|e| e.into_inner()).is_empty();
+            && self
+                .missing
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty();
         if !complete {
             return None; // `Drop` drops what each place holds
         }
@@ -421,7 +442,11 @@ impl<T, R> Batch<'_, T, R> {
 
     #[cold]
     fn record_missing(&self, index: usize) {
-        self.claims.missing.lock().unwrap_or_else(|e| e.into_inner()).push(index);
+        self.claims
+            .missing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(index);
     }
 }
 
@@ -433,5 +458,161 @@ impl<T, R> Drop for Batch<'_, T, R> {
             crate::panic::drop_quietly(item);
         }
         self.settle();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The unsafe layer on its own, small enough for Miri
+    //! (`cargo +nightly miri test --lib scope`).
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::{scope, Claims};
+    use crate::pool::Builder;
+
+    struct Counted(
+        Arc<AtomicUsize>,
+        #[allow(dead_code, reason = "gives the type a size")] u64,
+    );
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn test_pool() -> crate::Pool {
+        Builder::new()
+            .spin(std::time::Duration::ZERO)
+            .keep_alive(std::time::Duration::ZERO)
+            .build()
+    }
+
+    #[test]
+    fn scoped_jobs_write_through_borrows_and_finish_before_scope_returns() {
+        let pool = test_pool();
+        let mut data = vec![0u32; 6];
+        {
+            let (a, b) = data.split_at_mut(3);
+            scope(pool.shared.clone(), |join| {
+                join.spawn(move || a.iter_mut().for_each(|x| *x = 1));
+                join.spawn(move || b.iter_mut().for_each(|x| *x = 2));
+            });
+        }
+        assert_eq!(data, [1, 1, 1, 2, 2, 2]);
+        pool.shutdown(std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_panic_in_the_scope_body_still_waits_for_the_jobs() {
+        let pool = test_pool();
+        let done = AtomicUsize::new(0);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            scope(pool.shared.clone(), |join| {
+                join.spawn(|| {
+                    done.fetch_add(1, Ordering::SeqCst);
+                });
+                panic!("body panics after spawning");
+            })
+        }));
+        assert!(r.is_err());
+        assert_eq!(done.load(Ordering::SeqCst), 1);
+        pool.shutdown(std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn claims_in_place_map_gives_every_result_once() {
+        let claims: Claims<u64, u64> = Claims::new((0..50).collect());
+        while let Some(mut batch) = claims.claim(7) {
+            batch.run(|i, x| {
+                assert_eq!(i as u64, x);
+                x * 2
+            });
+        }
+        assert_eq!(
+            claims.into_outputs().unwrap(),
+            (0..50).map(|x| x * 2).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn claims_with_other_layouts_drop_everything_exactly_once() {
+        let ins = Arc::new(AtomicUsize::new(0));
+        let outs = Arc::new(AtomicUsize::new(0));
+        let items: Vec<Counted> = (0..20).map(|i| Counted(ins.clone(), i)).collect();
+        let claims: Claims<Counted, (Counted, String)> = Claims::new(items);
+        while let Some(mut batch) = claims.claim(3) {
+            batch.run(|_, item| {
+                drop(item);
+                (Counted(outs.clone(), 0), String::from("x"))
+            });
+        }
+        let out = claims.into_outputs().unwrap();
+        assert_eq!(ins.load(Ordering::SeqCst), 20);
+        drop(out);
+        assert_eq!(outs.load(Ordering::SeqCst), 20);
+    }
+
+    #[test]
+    fn a_panicking_item_leaves_a_gap_that_drop_respects() {
+        let ins = Arc::new(AtomicUsize::new(0));
+        let outs = Arc::new(AtomicUsize::new(0));
+        let items: Vec<Counted> = (0..10).map(|i| Counted(ins.clone(), i)).collect();
+        let claims: Claims<Counted, Counted> = Claims::new(items);
+        let mut batch = claims.claim(10).unwrap();
+        let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            batch.run(|i, item| {
+                drop(item);
+                if i == 4 {
+                    panic!("item 4");
+                }
+                Counted(outs.clone(), 0)
+            })
+        }));
+        assert!(first.is_err());
+        assert_eq!(batch.unanswered(), Some(4));
+        // The rest of the batch runs on.
+        batch.run(|_, item| {
+            drop(item);
+            Counted(outs.clone(), 0)
+        });
+        drop(batch);
+        assert!(claims.into_outputs().is_none(), "index 4 has no result");
+        assert_eq!(ins.load(Ordering::SeqCst), 10);
+        assert_eq!(
+            outs.load(Ordering::SeqCst),
+            9,
+            "the nine results are dropped once each"
+        );
+    }
+
+    #[test]
+    fn unclaimed_and_untaken_items_are_dropped_once() {
+        let ins = Arc::new(AtomicUsize::new(0));
+        let items: Vec<Counted> = (0..10).map(|i| Counted(ins.clone(), i)).collect();
+        let claims: Claims<Counted, u8> = Claims::new(items);
+        let mut batch = claims.claim(4).unwrap();
+        let _ = batch.take(); // taken, never answered
+        drop(batch); // two untaken items dropped here
+        assert_eq!(ins.load(Ordering::SeqCst), 4);
+        drop(claims); // six never claimed
+        assert_eq!(ins.load(Ordering::SeqCst), 10);
+    }
+
+    #[test]
+    fn the_loop_engine_borrows_and_maps_on_the_pool() {
+        let pool = test_pool();
+        let factor = 3u64;
+        let out = pool
+            .run(move || crate::map((0..64u64).collect::<Vec<_>>(), |x| x * factor).unwrap())
+            .get()
+            .unwrap();
+        assert_eq!(out, (0..64).map(|x| x * 3).collect::<Vec<_>>());
+        let mut cells = [0u8; 16];
+        crate::for_each(cells.iter_mut(), 4, |c| *c = 7).unwrap();
+        assert!(cells.iter().all(|c| *c == 7));
+        pool.shutdown(std::time::Duration::from_secs(60));
     }
 }

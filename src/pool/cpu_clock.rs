@@ -2,7 +2,10 @@
 //! computes from one that is blocked (Go's sysmon uses the scheduler's own
 //! knowledge; a library only has the kernel's clocks).
 //!
-//! Two libc calls, each in an `unsafe` block: the only unsafe code outside the
+//! Miri cannot run these foreign calls, so under Miri the pool falls back to
+//! the progress-based rule of platforms without thread clocks.
+//!
+//! Three libc calls, each in an `unsafe` block: the only unsafe code outside the
 //! lifetime-erasure module, kept here because it buys the pool's central
 //! property (grow for blocking work, not for CPU work).
 #![allow(unsafe_code)]
@@ -12,13 +15,13 @@ use std::time::Duration;
 /// The CPU-time clock of one thread.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ThreadClock {
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", not(miri)))]
     id: libc::clockid_t,
 }
 
 impl ThreadClock {
     /// The calling thread's clock, if the platform has one.
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", not(miri)))]
     pub(crate) fn current() -> Option<ThreadClock> {
         let mut id: libc::clockid_t = 0;
         // SAFETY: `pthread_self()` is always a valid handle for the calling
@@ -28,7 +31,7 @@ impl ThreadClock {
     }
 
     /// The calling thread's clock, if the platform has one.
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(all(target_os = "linux", not(miri))))]
     pub(crate) fn current() -> Option<ThreadClock> {
         None
     }
@@ -37,7 +40,7 @@ impl ThreadClock {
     ///
     /// On Linux the clock id encodes the thread id, so reading the clock of a
     /// thread that has exited is a clean `EINVAL`, never undefined behaviour.
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", not(miri)))]
     pub(crate) fn read(self) -> Option<Duration> {
         let mut ts = libc::timespec {
             tv_sec: 0,
@@ -50,14 +53,14 @@ impl ThreadClock {
     }
 
     /// CPU time the thread has used so far; `None` if it has exited.
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(all(target_os = "linux", not(miri))))]
     pub(crate) fn read(self) -> Option<Duration> {
         None
     }
 }
 
 /// CPU time the whole process has used so far, if the platform tells.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(miri)))]
 pub(crate) fn process_cpu_time() -> Option<Duration> {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -70,7 +73,7 @@ pub(crate) fn process_cpu_time() -> Option<Duration> {
 }
 
 /// CPU time the whole process has used so far, if the platform tells.
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(all(target_os = "linux", not(miri))))]
 pub(crate) fn process_cpu_time() -> Option<Duration> {
     None
 }
