@@ -13,6 +13,16 @@ use crate::parallel::{self, Options};
 /// and may borrow from the caller's stack.
 ///
 /// This trait is sealed: it is implemented here for those shapes only.
+///
+/// # Example
+///
+/// ```
+/// // Each shape `all` accepts:
+/// let t: (u8, &str) = velocity_async::all((|| 1, || "two")).unwrap();
+/// let v: Vec<u8> = velocity_async::all(vec![|| 1, || 2]).unwrap();
+/// let a: [u8; 2] = velocity_async::all([|| 1, || 2]).unwrap();
+/// assert_eq!((t.0, v.len(), a[1]), (1, 2, 2));
+/// ```
 pub trait Jobs: sealed::Sealed {
     /// What `all` returns: a tuple of each job's type, a `Vec<T>` or `[T; N]`.
     type Output;
@@ -28,6 +38,16 @@ pub trait Jobs: sealed::Sealed {
 
 /// A set of fallible jobs [`all_with_error`] can run: like [`Jobs`], but each
 /// closure returns `Result<T, E>` with one error type `E`.
+///
+/// # Example
+///
+/// ```
+/// let ok: (u8, u16) = velocity_async::all_with_error((
+///     || Ok::<_, velocity_async::Error>(1),
+///     || Ok(2),
+/// )).unwrap();
+/// assert_eq!(ok, (1, 2));
+/// ```
 pub trait TryJobs<E>: sealed::Sealed {
     /// The successful values: a tuple of each job's `T`, a `Vec<T>` or `[T; N]`.
     type Output;
@@ -123,7 +143,7 @@ where
             on_panic: None,
         };
         let settled = parallel::run(self, &opts, &|_, f: F| {
-            crate::panic::catch(None, f).map_err(Error::Panic)
+            crate::panic::catch(f).map_err(Error::Panic)
         });
         // Each job catches its own panic, so the loop itself cannot fail.
         settled.unwrap_or_default()
@@ -240,7 +260,7 @@ macro_rules! tuple_jobs {
                     let jobs: Vec<Box<dyn FnOnce() + Send + '_>> = vec![
                         $({
                             let f = self.$idx;
-                            Box::new(move || *$slot = Some(crate::panic::catch(None, f).map_err(Error::Panic)))
+                            Box::new(move || *$slot = Some(crate::panic::catch(f).map_err(Error::Panic)))
                         },)+
                     ];
                     // Each job catches its own panic: the loop cannot fail.

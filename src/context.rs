@@ -639,6 +639,15 @@ enum WakerRegistration {
 }
 
 /// The future returned by [`Context::done`].
+///
+/// # Example
+///
+/// ```
+/// let ctx = velocity_async::Context::new();
+/// let done: velocity_async::Done = ctx.done();
+/// ctx.cancel();
+/// # let _ = done;
+/// ```
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct Done {

@@ -52,21 +52,41 @@ pub enum Error {
 
 impl Error {
     /// True if the work panicked.
+    ///
+    /// ```
+    /// assert!(velocity_async::run(|| -> u8 { panic!("x") }).get().unwrap_err().is_panic());
+    /// ```
     pub fn is_panic(&self) -> bool {
         matches!(self, Error::Panic(_))
     }
 
     /// True if a deadline passed before the work returned.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert!(velocity_async::run_with_timeout(Duration::ZERO, || 1).get().unwrap_err().is_timeout());
+    /// ```
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Timeout)
     }
 
     /// True if the work's context was cancelled explicitly.
+    ///
+    /// ```
+    /// let ctx = velocity_async::Context::new();
+    /// ctx.cancel();
+    /// assert!(velocity_async::run_with_context(&ctx, || 1).get().unwrap_err().is_cancelled());
+    /// ```
     pub fn is_cancelled(&self) -> bool {
         matches!(self, Error::Cancelled)
     }
 
     /// The panic, if this error is one.
+    ///
+    /// ```
+    /// let err = velocity_async::run(|| -> u8 { panic!("oops") }).get().unwrap_err();
+    /// assert_eq!(err.as_panic().map(|p| p.message()), Some("oops"));
+    /// ```
     pub fn as_panic(&self) -> Option<&PanicError> {
         match self {
             Error::Panic(p) => Some(p),
@@ -121,31 +141,27 @@ impl From<PanicError> for Error {
 #[derive(Clone, Debug)]
 pub struct PanicError {
     message: Arc<str>,
-    task_name: Option<Arc<str>>,
 }
 
 impl PanicError {
-    pub(crate) fn new(message: Arc<str>, task_name: Option<Arc<str>>) -> Self {
-        PanicError { message, task_name }
+    pub(crate) fn new(message: Arc<str>) -> Self {
+        PanicError { message }
     }
 
     /// The panic's `&str` or `String` payload, verbatim.
+    ///
+    /// ```
+    /// let err = velocity_async::run(|| -> u8 { panic!("{} + {}", 1, 1) }).get().unwrap_err();
+    /// assert_eq!(err.as_panic().unwrap().message(), "1 + 1");
+    /// ```
     pub fn message(&self) -> &str {
         &self.message
-    }
-
-    /// The name of the task that panicked, if it was given one.
-    pub fn task_name(&self) -> Option<&str> {
-        self.task_name.as_deref()
     }
 }
 
 impl fmt::Display for PanicError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.task_name {
-            Some(name) => write!(f, "task `{name}` panicked: {}", self.message),
-            None => write!(f, "task panicked: {}", self.message),
-        }
+        write!(f, "task panicked: {}", self.message)
     }
 }
 
@@ -155,6 +171,18 @@ impl std::error::Error for PanicError {}
 ///
 /// Carried by [`Error::Spawn`]. The underlying `io::Error` is kept as the
 /// error's `source()`.
+///
+/// # Example
+///
+/// ```
+/// fn explain(err: &velocity_async::Error) -> String {
+///     match err {
+///         velocity_async::Error::Spawn(e) => format!("out of threads: {}", e.io_error()),
+///         other => other.to_string(),
+///     }
+/// }
+/// assert_eq!(explain(&velocity_async::Error::Timeout), "the deadline passed before the work returned");
+/// ```
 #[derive(Clone, Debug)]
 pub struct SpawnError {
     io: Arc<io::Error>,
@@ -166,6 +194,12 @@ impl SpawnError {
     }
 
     /// The operating system's error.
+    ///
+    /// ```
+    /// # fn f(e: &velocity_async::SpawnError) -> std::io::ErrorKind {
+    /// e.io_error().kind()
+    /// # }
+    /// ```
     pub fn io_error(&self) -> &io::Error {
         &self.io
     }

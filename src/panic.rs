@@ -85,20 +85,17 @@ pub(crate) fn report(p: &PanicError) {
 }
 
 /// Runs `f`, turning a panic into a reported [`PanicError`].
-pub(crate) fn catch<R>(
-    task_name: Option<&Arc<str>>,
-    f: impl FnOnce() -> R,
-) -> Result<R, PanicError> {
+pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, PanicError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => Ok(r),
-        Err(payload) => Err(recover(task_name, payload)),
+        Err(payload) => Err(recover(payload)),
     }
 }
 
 /// Turns a caught payload into a reported [`PanicError`] and drops the payload.
 #[cold]
-pub(crate) fn recover(task_name: Option<&Arc<str>>, payload: Box<dyn Any + Send>) -> PanicError {
-    let p = PanicError::new(payload_message(&*payload), task_name.cloned());
+pub(crate) fn recover(payload: Box<dyn Any + Send>) -> PanicError {
+    let p = PanicError::new(payload_message(&*payload));
     report(&p);
     drop_payload(payload);
     p
@@ -109,7 +106,7 @@ pub(crate) fn recover(task_name: Option<&Arc<str>>, payload: Box<dyn Any + Send>
 pub(crate) fn drop_quietly<T>(value: T) {
     if std::mem::needs_drop::<T>() {
         if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
-            recover(None, payload);
+            recover(payload);
         }
     }
 }
@@ -121,7 +118,7 @@ fn drop_payload(payload: Box<dyn Any + Send>) {
     if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
         let message = payload_message(&*again);
         std::mem::forget(again);
-        report(&PanicError::new(message, None));
+        report(&PanicError::new(message));
     }
 }
 

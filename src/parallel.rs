@@ -163,7 +163,7 @@ where
     // One `catch_unwind` per batch, not per item: after a panic, the rest of
     // the batch is still in `batch` and runs next.
     loop {
-        let ran = panic::catch(None, || batch.run(|index, item| (shared.body)(index, item)));
+        let ran = panic::catch(|| batch.run(|index, item| (shared.body)(index, item)));
         match ran {
             Ok(()) => return,
             Err(p) => {

@@ -26,6 +26,13 @@ use crate::task::{Slot, Task, TaskCore};
 /// array of closures, all returning the same `T`, each `Send + 'static`.
 ///
 /// This trait is sealed: it is implemented here for those shapes only.
+///
+/// # Example
+///
+/// ```
+/// let fastest = velocity_async::race(vec![|| 1, || 1, || 1]).get().unwrap();
+/// assert_eq!(fastest, 1);
+/// ```
 pub trait RaceJobs: sealed::Sealed {
     /// The type every job returns.
     type Output: Send + 'static;
@@ -171,7 +178,7 @@ impl<T: Send + 'static> RaceCore<T> {
         }
         let step = {
             let _current = self.ctx.enter();
-            panic::catch(None, f)
+            panic::catch(f)
         };
         self.job_finished();
         match step {
@@ -405,7 +412,7 @@ where
         .map(|(i, f)| {
             let errors = errors.clone();
             Box::new(move || {
-                let r = match panic::catch(None, f) {
+                let r = match panic::catch(f) {
                     Ok(r) => r,
                     Err(p) => Err(E::from(Error::Panic(p))),
                 };

@@ -43,12 +43,12 @@ where
     let ctx = Context::current().make_child(None, false, None);
     Job::Go(Box::new(move || {
         let _current = ctx.enter();
-        match panic::catch(None, f) {
+        match panic::catch(f) {
             Ok(()) => false,
             Err(p) => {
                 if let Some(h) = on_panic {
                     // A panicking callback is recovered and reported too.
-                    let _ = panic::catch(None, move || h(p));
+                    let _ = panic::catch(move || h(p));
                 }
                 true
             }

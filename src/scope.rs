@@ -143,7 +143,7 @@ impl<'scope> Join<'scope, '_> {
         let f: Box<dyn FnOnce() + Send + 'scope> = Box::new(move || {
             // Defence in depth: never unwind into a worker, whatever `f` does.
             if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
-                crate::panic::recover(None, payload);
+                crate::panic::recover(payload);
             }
         });
         // SAFETY: only the lifetime changes (`'scope` to `'static`); the

@@ -225,7 +225,7 @@ where
         }
         let result = {
             let _current = self.ctx.enter();
-            panic::catch(None, f)
+            panic::catch(f)
         };
         let panicked = result.is_err();
         // Counted before the outcome is published, so a caller that saw the

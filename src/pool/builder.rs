@@ -12,9 +12,17 @@ use super::{Config, Shared};
 /// High enough that 1,000 concurrent blocking calls (database queries, HTTP
 /// requests) each get a thread, as they would in Go; low enough that a runaway
 /// submitter cannot exhaust the system's thread limit. At the cap, work queues.
+///
+/// ```
+/// assert_eq!(velocity_async::DEFAULT_MAX_THREADS, 1024);
+/// ```
 pub const DEFAULT_MAX_THREADS: usize = 1024;
 
 /// The default time an idle worker waits for work before its thread exits.
+///
+/// ```
+/// assert_eq!(velocity_async::DEFAULT_KEEP_ALIVE.as_secs(), 10);
+/// ```
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// An elastic thread pool. The free functions ([`run`](crate::run),
@@ -171,6 +179,11 @@ impl Builder {
     /// The defaults: [`DEFAULT_MAX_THREADS`], [`DEFAULT_KEEP_ALIVE`], threads
     /// named `velocity-async`, std's default stack size, one computing thread
     /// per available CPU.
+    ///
+    /// ```
+    /// let pool = velocity_async::Builder::new().build();
+    /// assert_eq!(pool.run(|| 1).get().unwrap(), 1);
+    /// ```
     pub fn new() -> Builder {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Builder {
@@ -188,6 +201,13 @@ impl Builder {
 
     /// The most threads the pool may have at once. At the cap, work queues.
     /// `0` is taken as `1` (a pool needs a thread to run anything).
+    ///
+    /// ```
+    /// let pool = velocity_async::Pool::builder().max_threads(2).build();
+    /// let tasks: Vec<_> = (0..8).map(|i| pool.run(move || i)).collect();
+    /// assert!(tasks.into_iter().all(|t| t.get().is_ok()));
+    /// assert!(pool.stats().threads_alive <= 2);
+    /// ```
     pub fn max_threads(mut self, n: usize) -> Builder {
         self.config.max_threads = n.max(1);
         self
@@ -196,6 +216,12 @@ impl Builder {
     /// How long an idle thread waits for work before it exits.
     /// `Duration::ZERO` retires threads as soon as the queue is empty (after
     /// their brief spin); `Duration::MAX` keeps them forever.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = velocity_async::Pool::builder().keep_alive(Duration::from_millis(50)).build();
+    /// pool.run(|| ()).get().unwrap();
+    /// ```
     pub fn keep_alive(mut self, d: Duration) -> Builder {
         self.config.keep_alive = d;
         self
@@ -203,6 +229,12 @@ impl Builder {
 
     /// The name of the pool's threads (shown by debuggers, `top -H`, panic
     /// messages). Linux shows the first 15 bytes.
+    ///
+    /// ```
+    /// let pool = velocity_async::Pool::builder().thread_name("db-pool").build();
+    /// let name = pool.run(|| std::thread::current().name().map(String::from)).get().unwrap();
+    /// assert_eq!(name.as_deref(), Some("db-pool"));
+    /// ```
     pub fn thread_name(mut self, name: impl Into<String>) -> Builder {
         self.config.name = name.into();
         self
@@ -210,6 +242,11 @@ impl Builder {
 
     /// The stack size of the pool's threads, in bytes. The default is std's
     /// (2 MiB, or `RUST_MIN_STACK`).
+    ///
+    /// ```
+    /// let pool = velocity_async::Pool::builder().stack_size(8 << 20).build();
+    /// assert_eq!(pool.run(|| [0u8; 1 << 20].len()).get().unwrap(), 1 << 20);
+    /// ```
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.config.stack_size = Some(bytes);
         self
@@ -218,6 +255,11 @@ impl Builder {
     /// How many threads the pool keeps computing at once (Go's `GOMAXPROCS`);
     /// the default is the number of available CPUs. `0` is taken as `1`.
     /// Threads beyond this are started only for work that blocks.
+    ///
+    /// ```
+    /// let pool = velocity_async::Pool::builder().target_running(1).build();
+    /// assert_eq!(pool.run(|| 2).get().unwrap(), 2);
+    /// ```
     pub fn target_running(mut self, n: usize) -> Builder {
         self.config.target_running = n.max(1);
         self
@@ -226,6 +268,13 @@ impl Builder {
     /// How long an idle thread spins for new work before it sleeps (default
     /// 50 µs). Spinning costs CPU but turns a ~25 µs wake-up into a hand-off
     /// of well under a microsecond. `Duration::ZERO` never spins.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// // A pool for rare background work: never burn CPU waiting for more.
+    /// let pool = velocity_async::Pool::builder().spin(Duration::ZERO).build();
+    /// assert_eq!(pool.run(|| 3).get().unwrap(), 3);
+    /// ```
     pub fn spin(mut self, d: Duration) -> Builder {
         self.config.spin = d;
         self
@@ -233,12 +282,23 @@ impl Builder {
 
     /// How often the monitor checks for blocked workers while work waits
     /// (default 500 µs). Clamped to at least 10 µs.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = velocity_async::Pool::builder().monitor_interval(Duration::from_millis(2)).build();
+    /// assert_eq!(pool.run(|| 4).get().unwrap(), 4);
+    /// ```
     pub fn monitor_interval(mut self, d: Duration) -> Builder {
         self.config.monitor_interval = d.max(Duration::from_micros(10));
         self
     }
 
     /// Builds the pool. No thread starts until work arrives.
+    ///
+    /// ```
+    /// let pool = velocity_async::Pool::builder().build();
+    /// assert_eq!(pool.stats().threads_alive, 0);
+    /// ```
     pub fn build(self) -> Pool {
         Pool {
             shared: Arc::new(Shared::new(self.config)),
@@ -315,22 +375,53 @@ impl ShutdownReport {
     }
 
     /// True if everything submitted had finished.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = velocity_async::Pool::builder().build();
+    /// pool.go(|| ());
+    /// assert!(pool.shutdown(Duration::from_secs(30)).is_complete());
+    /// ```
     pub fn is_complete(&self) -> bool {
         self.complete
     }
 
     /// Jobs still running when the call returned.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = velocity_async::Pool::builder().build();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let (started_tx, started_rx) = std::sync::mpsc::channel();
+    /// pool.go(move || { started_tx.send(()).unwrap(); let _ = rx.recv(); });
+    /// started_rx.recv().unwrap();
+    /// assert_eq!(pool.shutdown(Duration::from_millis(1)).still_running(), 1);
+    /// drop(tx);
+    /// assert!(pool.shutdown(Duration::from_secs(30)).is_complete());
+    /// ```
     pub fn still_running(&self) -> usize {
         self.running
     }
 
     /// Jobs still queued when the call returned (they will still run).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let report = velocity_async::Pool::builder().build().shutdown(Duration::ZERO);
+    /// assert_eq!(report.still_queued(), 0);
+    /// ```
     pub fn still_queued(&self) -> usize {
         self.queued
     }
 
     /// Of the running jobs, those whose task had already timed out or been
     /// cancelled.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let report = velocity_async::Pool::builder().build().shutdown(Duration::ZERO);
+    /// assert_eq!(report.abandoned(), 0);
+    /// ```
     pub fn abandoned(&self) -> usize {
         self.abandoned
     }
