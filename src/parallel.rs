@@ -84,7 +84,12 @@ where
         // Nothing to hand out: run here, without touching the pool.
         helper_loop(&shared);
     } else {
-        scope::scope(pool::current(), |join| helper(&shared, join));
+        let pool = pool::current();
+        // The caller works too: it takes one of the pool's CPU slots, so a
+        // CPU-bound loop wakes one helper fewer (as rayon's caller sleeps
+        // instead, this keeps exactly `target_running` threads computing).
+        let _caller = pool.enter_external();
+        scope::scope(pool, |join| helper(&shared, join));
     }
     let Shared {
         source,

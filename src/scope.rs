@@ -417,12 +417,21 @@ impl<T, R> Batch<'_, T, R> {
     /// remain for the next call.
     #[inline]
     pub(crate) fn run(&mut self, mut f: impl FnMut(usize, T) -> R) {
-        while let Some((index, item)) = self.take() {
+        self.settle();
+        let slots = &self.claims.slots[self.next..self.end];
+        for (k, cell) in slots.iter().enumerate() {
+            let index = self.next;
+            debug_assert_eq!(index, self.end - slots.len() + k);
+            self.next += 1;
+            self.unanswered = Some(index);
+            // SAFETY: `cell` is place `index`, in this batch's exclusive range;
+            // `next` moved past it, so its item is moved out exactly once and
+            // the place is empty until the write below.
+            let item = unsafe { ManuallyDrop::take(&mut (*cell.get()).item) };
             let value = f(index, item);
-            // SAFETY: `index` is in this batch's exclusive range, its item was
-            // moved out by `take`, and `unanswered` is cleared right after, so
-            // this is the place's one write.
-            unsafe { (*self.claims.slots[index].get()).output = ManuallyDrop::new(value) };
+            // SAFETY: the same place, whose item was just moved out; this is
+            // its one write (`unanswered` is cleared right after).
+            unsafe { (*cell.get()).output = ManuallyDrop::new(value) };
             self.unanswered = None;
         }
     }

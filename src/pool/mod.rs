@@ -189,6 +189,9 @@ pub(crate) struct Shared {
     spawn_failures: AtomicU64,
     /// Threads the monitor still wants started; new workers start them.
     pub(crate) grow_budget: AtomicUsize,
+    /// Threads outside the pool running a loop's items themselves (the
+    /// caller of `map` or `all`): they occupy a CPU like a running worker.
+    external: AtomicUsize,
 }
 
 thread_local! {
@@ -210,6 +213,19 @@ pub(crate) fn current() -> Arc<Shared> {
 pub(crate) fn global() -> &'static Pool {
     static GLOBAL: OnceLock<Pool> = OnceLock::new();
     GLOBAL.get_or_init(|| Builder::new().build())
+}
+
+/// Undoes [`Shared::enter_external`].
+pub(crate) struct ExternalGuard {
+    shared: Option<Arc<Shared>>,
+}
+
+impl Drop for ExternalGuard {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            shared.external.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Marks the current worker as blocked while alive (see `Task::wait`).
@@ -272,6 +288,7 @@ impl Shared {
             spawned: AtomicU64::new(0),
             spawn_failures: AtomicU64::new(0),
             grow_budget: AtomicUsize::new(0),
+            external: AtomicUsize::new(0),
         }
     }
 
@@ -286,7 +303,20 @@ impl Shared {
     /// Workers that are computing or about to: running a job and not blocked
     /// in a wait, or woken and on their way.
     pub(crate) fn active(&self, st: &State) -> usize {
-        (st.running + st.waking).saturating_sub(self.blocked.load(Ordering::Relaxed))
+        (st.running + st.waking + self.external.load(Ordering::Relaxed))
+            .saturating_sub(self.blocked.load(Ordering::Relaxed))
+    }
+
+    /// Counts the calling thread as computing for this pool while the guard
+    /// lives, unless it is one of the pool's own workers (already counted).
+    pub(crate) fn enter_external(self: &Arc<Self>) -> ExternalGuard {
+        if self.is_own_worker() {
+            return ExternalGuard { shared: None };
+        }
+        self.external.fetch_add(1, Ordering::Relaxed);
+        ExternalGuard {
+            shared: Some(self.clone()),
+        }
     }
 
     /// Work waits that no thread is on its way to take: nobody is idle, or
