@@ -60,11 +60,6 @@ mod sealed {
     pub trait Sealed {}
 }
 
-/// The call's own context, a child of the caller's.
-fn call_context() -> Context {
-    Context::current().make_child(None, true, None)
-}
-
 /// Runs erased jobs, each writing its own result slot.
 fn run_boxed(
     jobs: Vec<Box<dyn FnOnce() + Send + '_>>,
@@ -124,7 +119,7 @@ where
     type Settled = Vec<Result<T, Error>>;
 
     fn run_all(self, limit: usize) -> Result<Vec<T>, Error> {
-        let ctx = call_context();
+        let ctx = parallel::call_context();
         let opts = Options {
             limit,
             ctx: &ctx,
@@ -135,7 +130,7 @@ where
     }
 
     fn run_settled(self, limit: usize) -> Vec<Result<T, Error>> {
-        let ctx = call_context();
+        let ctx = parallel::call_context();
         let opts = Options {
             limit,
             ctx: &ctx,
@@ -159,7 +154,7 @@ where
     type Output = Vec<T>;
 
     fn run_try_all(self, limit: usize) -> Result<Vec<T>, E> {
-        let ctx = call_context();
+        let ctx = parallel::call_context();
         let errors = FirstError::new(&ctx);
         let on_panic = |_: usize, p: &PanicError| errors.fail(E::from(Error::Panic(p.clone())));
         let opts = Options {
@@ -247,7 +242,7 @@ macro_rules! tuple_jobs {
                     let jobs: Vec<Box<dyn FnOnce() + Send + '_>> = vec![
                         $({ let f = self.$idx; Box::new(move || *$slot = Some(f())) },)+
                     ];
-                    run_boxed(jobs, limit, &call_context(), None).map_err(Error::Panic)?;
+                    run_boxed(jobs, limit, &parallel::call_context(), None).map_err(Error::Panic)?;
                 }
                 // Without a panic every slot was written.
                 Ok(($(match $slot { Some(v) => v, None => unreachable!("every job ran") },)+))
@@ -264,7 +259,7 @@ macro_rules! tuple_jobs {
                         },)+
                     ];
                     // Each job catches its own panic: the loop cannot fail.
-                    let _ = run_boxed(jobs, limit, &call_context(), None);
+                    let _ = run_boxed(jobs, limit, &parallel::call_context(), None);
                 }
                 ($(match $slot { Some(r) => r, None => unreachable!("every job ran") },)+)
             }
@@ -278,7 +273,7 @@ macro_rules! tuple_jobs {
             type Output = ($($t,)+);
 
             fn run_try_all(self, limit: usize) -> Result<Self::Output, E> {
-                let ctx = call_context();
+                let ctx = parallel::call_context();
                 let errors = FirstError::new(&ctx);
                 $(let mut $slot: Option<$t> = None;)+
                 {

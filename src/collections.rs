@@ -5,13 +5,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use crate::context::Context;
 use crate::error::{Error, PanicError};
 use crate::parallel::{self, Options};
-
-fn call_context() -> Context {
-    Context::current().make_child(None, true, None)
-}
 
 /// Calls `f` on every item, at most `limit` at once, and returns when all are
 /// done (Go: `async.ForEach`).
@@ -56,17 +51,8 @@ where
     I::Item: Send,
     F: Fn(I::Item) + Sync,
 {
-    let ctx = call_context();
-    let opts = Options {
-        limit: parallel::limit_or_default(limit),
-        ctx: &ctx,
-        stop: None,
-        on_panic: None,
-    };
-    let items: Vec<I::Item> = items.into_iter().collect();
-    parallel::run(items, &opts, &|_, item| f(item))
-        .map(|_| ())
-        .map_err(Error::Panic)
+    // A map to `()`: the outputs are zero-sized and cost nothing.
+    map_n(items, limit, f).map(|_| ())
 }
 
 /// Maps every item through `f` concurrently and returns the results in input
@@ -112,7 +98,7 @@ where
     F: Fn(I::Item) -> R + Sync,
     R: Send,
 {
-    let ctx = call_context();
+    let ctx = parallel::call_context();
     let opts = Options {
         limit: parallel::limit_or_default(limit),
         ctx: &ctx,
@@ -144,7 +130,7 @@ where
     F: Fn(I::Item) -> Result<(), E> + Sync,
     E: From<Error> + Send,
 {
-    let ctx = call_context();
+    let ctx = parallel::call_context();
     let stop = AtomicBool::new(false);
     let first: Mutex<Option<E>> = Mutex::new(None);
     let fail = |e: E| {

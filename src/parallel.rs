@@ -190,6 +190,12 @@ fn record_panic<T, R, B>(shared: &Shared<'_, T, R, B>, index: usize, p: PanicErr
     }
 }
 
+/// A loop call's own context, a child of the caller's: the context every
+/// item or job of one call sees.
+pub(crate) fn call_context() -> Context {
+    Context::current().make_child(None, true, None)
+}
+
 /// Maps a user's limit: 0 means the default cap, never unbounded.
 pub(crate) fn limit_or_default(limit: usize) -> usize {
     if limit == 0 {

@@ -27,6 +27,24 @@ fn idle_workers_are_reused() {
     });
 }
 
+/// Runs `n` jobs on `pool` that can only finish once all `n` run at the same
+/// time: the pool must have grown to `n` threads.
+fn run_all_at_once(pool: &Pool, n: usize) {
+    let barrier = Arc::new(Barrier::new(n + 1));
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let b = barrier.clone();
+            pool.run(move || {
+                b.wait();
+            })
+        })
+        .collect();
+    barrier.wait();
+    for t in tasks {
+        t.get().unwrap();
+    }
+}
+
 #[test]
 fn grows_for_blocking_work() {
     // 200 jobs that can only finish once all 200 run at the same time: the
@@ -34,19 +52,7 @@ fn grows_for_blocking_work() {
     within(120, || {
         let pool = Pool::builder().build();
         let n = 200;
-        let barrier = Arc::new(Barrier::new(n + 1));
-        let tasks: Vec<_> = (0..n)
-            .map(|_| {
-                let b = barrier.clone();
-                pool.run(move || {
-                    b.wait();
-                })
-            })
-            .collect();
-        barrier.wait();
-        for t in tasks {
-            t.get().unwrap();
-        }
+        run_all_at_once(&pool, n);
         assert!(pool.stats().threads_spawned >= n as u64);
     });
 }
@@ -106,19 +112,7 @@ fn idle_threads_retire_after_keep_alive() {
             .keep_alive(Duration::from_millis(50))
             .build();
         let n = 16;
-        let barrier = Arc::new(Barrier::new(n + 1));
-        let tasks: Vec<_> = (0..n)
-            .map(|_| {
-                let b = barrier.clone();
-                pool.run(move || {
-                    b.wait();
-                })
-            })
-            .collect();
-        barrier.wait();
-        for t in tasks {
-            t.get().unwrap();
-        }
+        run_all_at_once(&pool, n);
         assert!(pool.stats().threads_alive >= 1);
         assert!(
             eventually(60, || pool.stats().threads_alive == 0),
