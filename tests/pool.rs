@@ -287,7 +287,12 @@ fn stats_count_completed_panicked_and_abandoned_work() {
         assert!(task.get().unwrap_err().is_cancelled());
         let s = pool.stats();
         assert_eq!(s.abandoned, 1, "{s:?}");
-        assert_eq!(s.threads_running, 1);
+        // The worker of the earlier jobs may still be on its way out of them.
+        assert!(
+            eventually(60, || pool.stats().threads_running == 1),
+            "{:?}",
+            pool.stats()
+        );
         assert_eq!(s.panicked, 1);
         assert!(s.completed >= 2);
         gate.open();

@@ -77,3 +77,45 @@ pub(crate) fn process_cpu_time() -> Option<Duration> {
 pub(crate) fn process_cpu_time() -> Option<Duration> {
     None
 }
+
+/// Where to read whether one thread is runnable right now (the state field
+/// of `/proc/self/task/<tid>/stat`).
+///
+/// A thread that used little CPU may be blocked — or runnable but waiting for
+/// a CPU (a busy machine, a hypervisor's steal). Only the first calls for more
+/// threads; this tells them apart.
+#[derive(Debug)]
+pub(crate) struct ThreadState {
+    #[cfg_attr(
+        not(all(target_os = "linux", not(miri))),
+        allow(dead_code, reason = "Linux only")
+    )]
+    path: std::path::PathBuf,
+}
+
+impl ThreadState {
+    /// The calling thread's, if the platform reports it.
+    #[cfg(all(target_os = "linux", not(miri)))]
+    pub(crate) fn current() -> Option<ThreadState> {
+        // "/proc/thread-self" links to "<pid>/task/<tid>".
+        let link = std::fs::read_link("/proc/thread-self").ok()?;
+        let path = std::path::Path::new("/proc").join(link).join("stat");
+        path.exists().then_some(ThreadState { path })
+    }
+
+    /// The calling thread's, if the platform reports it.
+    #[cfg(not(all(target_os = "linux", not(miri))))]
+    pub(crate) fn current() -> Option<ThreadState> {
+        None
+    }
+
+    /// Whether the thread is running or waiting for a CPU (state `R`);
+    /// `None` if unknown (it exited, or the file could not be read).
+    pub(crate) fn is_runnable(&self) -> Option<bool> {
+        let text = std::fs::read_to_string(&self.path).ok()?;
+        // "tid (name) S ...": the name may hold spaces and parentheses.
+        let after_name = &text[text.rfind(')')? + 1..];
+        let state = after_name.split_whitespace().next()?;
+        Some(state == "R")
+    }
+}

@@ -19,7 +19,7 @@ pub use builder::{Builder, Pool, ShutdownReport, Stats, DEFAULT_KEEP_ALIVE, DEFA
 
 use crate::error::{Error, SpawnError};
 use crate::task::Runnable;
-use cpu_clock::ThreadClock;
+use cpu_clock::{ThreadClock, ThreadState};
 
 /// How eagerly a queued job gets a thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +89,7 @@ pub(crate) struct Config {
 pub(crate) struct WorkerInfo {
     pub(crate) id: u64,
     pub(crate) clock: Option<ThreadClock>,
+    pub(crate) state: Option<ThreadState>,
     pub(crate) born: Instant,
     /// Running a job. ORDERING: Relaxed; the monitor's view is advisory.
     pub(crate) busy: AtomicBool,

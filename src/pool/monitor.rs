@@ -21,6 +21,10 @@ struct Sample {
     jobs: u64,
 }
 
+/// At most this many thread states are read per tick (each is a small file
+/// read); low workers past it are taken as blocked.
+const MAX_STATE_READS: usize = 64;
+
 /// The process counts as saturating the CPUs when it used at least this
 /// share (3/4) of all of them over a tick: more threads would only contend.
 const SATURATED_NUM: u32 = 3;
@@ -87,13 +91,15 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
         let (running, blocked) = classify(&busy, &mut samples, interval);
         samples.retain(|id, _| busy.iter().any(|w| w.id == *id));
         let target = shared.config.target_running;
-        if running >= target || room == 0 {
-            continue;
-        }
-        // Keep `target` threads computing; and since every blocked worker is
-        // evidence that this is blocking work, at least double the blocked
-        // set, so 1,000 blocking jobs get their threads in ~10 ticks, not 500.
-        let want = (target - running).max(blocked).min(queued).min(room);
+        // Keep `target` threads computing, and add one for each blocked
+        // worker (Go hands a blocked thread's CPU to a new one): every
+        // blocked worker is evidence of blocking work, so the pool doubles
+        // per tick and 1,000 blocking jobs get their threads in ~10 ticks.
+        let want = target
+            .saturating_sub(running)
+            .max(blocked)
+            .min(queued)
+            .min(room);
         // Idle workers first; new threads start as a tree (each new worker
         // starts up to two more before taking work), so 1,000 threads take
         // ~10 spawn latencies, not 1,000.
@@ -113,6 +119,7 @@ fn classify(
     let now = Instant::now();
     let mut running = 0;
     let mut blocked = 0;
+    let mut state_reads = 0;
     for w in busy {
         if w.blocked.load(Ordering::Relaxed) {
             blocked += 1;
@@ -129,7 +136,7 @@ fn classify(
             .get(&w.id)
             .map(|s| (s.cpu, s.at, Some(s.jobs)))
             .or_else(|| fresh.then_some((Duration::ZERO, w.born, None)));
-        let low = match (cpu, previous) {
+        let mut low = match (cpu, previous) {
             (Some(cpu), Some((prev_cpu, prev_at, _))) => {
                 let used = cpu.saturating_sub(prev_cpu);
                 used * BLOCKED_SHARE < now.duration_since(prev_at)
@@ -139,6 +146,16 @@ fn classify(
             (None, Some((_, _, Some(prev_jobs)))) => prev_jobs == jobs,
             _ => false,
         };
+        // Low CPU, but runnable right now? Then it is waiting for a CPU (a
+        // busy machine, a hypervisor's steal): computing, not blocked.
+        if low && state_reads < MAX_STATE_READS {
+            if let Some(state) = &w.state {
+                state_reads += 1;
+                if state.is_runnable() == Some(true) {
+                    low = false;
+                }
+            }
+        }
         if low {
             blocked += 1;
         } else {

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::cpu_clock::ThreadClock;
+use super::cpu_clock::{ThreadClock, ThreadState};
 use super::{Shared, Sleeper, WorkerInfo, WORKER};
 
 /// The body of every worker thread. `alive` already counts this thread.
@@ -14,6 +14,7 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
         let info = Arc::new(WorkerInfo {
             id: st.next_id,
             clock: ThreadClock::current(),
+            state: ThreadState::current(),
             born: Instant::now(),
             busy: AtomicBool::new(false),
             blocked: AtomicBool::new(false),
