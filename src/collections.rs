@@ -29,7 +29,7 @@ use crate::parallel::{self, Options};
 /// # Cancellation
 ///
 /// Items see one shared context, a child of the caller's
-/// [`Context::current`].
+/// [`Context::current`](crate::Context::current).
 ///
 /// # Example
 ///
