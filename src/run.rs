@@ -26,12 +26,12 @@ where
     if crate::task::TaskCore::slot(&*cell).is_resolved() {
         // Born done (zero timeout, cancelled parent): never queued or called.
         shared.count_skipped();
-        return Task::from_cell(cell);
+        return Task::from_core(cell);
     }
     if let Err(job) = shared.submit(Job::Task(cell.clone()), Wake::Eager) {
         job.refuse(Error::ShutDown);
     }
-    Task::from_cell(cell)
+    Task::from_core(cell)
 }
 
 /// Wraps fire-and-forget work in the panic policy, with its own context.

@@ -421,14 +421,7 @@ impl<T> fmt::Debug for Task<T> {
 }
 
 impl<T: Send + 'static> Task<T> {
-    pub(crate) fn from_cell<F>(cell: Arc<TaskCell<T, F>>) -> Self
-    where
-        F: FnOnce() -> T + Send + 'static,
-    {
-        Task { core: cell }
-    }
-
-    /// A handle on any core (a race's, say).
+    /// A handle on a task's core: a queued job's cell, a race's record.
     pub(crate) fn from_core(core: Arc<dyn TaskCore<T>>) -> Self {
         Task { core }
     }

@@ -268,23 +268,31 @@ fn worker_threads_carry_the_pool_name() {
     });
 }
 
+/// Starts a job on `pool` that waits for the returned gate, cancels its task
+/// once it runs, and checks the task resolved as cancelled: the job is then
+/// abandoned work, still running.
+fn abandon_a_running_job(pool: &Pool) -> Gate {
+    let gate = Gate::new();
+    let g = gate.clone();
+    let (started_tx, started_rx) = mpsc::channel();
+    let ctx = va::Context::new();
+    let task = pool.run_with_context(&ctx, move || {
+        started_tx.send(()).unwrap();
+        g.wait();
+    });
+    started_rx.recv().unwrap();
+    ctx.cancel();
+    assert!(task.get().unwrap_err().is_cancelled());
+    gate
+}
+
 #[test]
 fn stats_count_completed_panicked_and_abandoned_work() {
     within(120, || {
         let pool = Pool::builder().build();
         pool.run(|| ()).get().unwrap();
         assert!(pool.run(|| -> () { panic!("counted") }).get().is_err());
-        let gate = Gate::new();
-        let g = gate.clone();
-        let (started_tx, started_rx) = mpsc::channel();
-        let ctx = va::Context::new();
-        let task = pool.run_with_context(&ctx, move || {
-            started_tx.send(()).unwrap();
-            g.wait();
-        });
-        started_rx.recv().unwrap();
-        ctx.cancel();
-        assert!(task.get().unwrap_err().is_cancelled());
+        let gate = abandon_a_running_job(&pool);
         let s = pool.stats();
         assert_eq!(s.abandoned, 1, "{s:?}");
         // The worker of the earlier jobs may still be on its way out of them.
@@ -363,17 +371,7 @@ fn shutdown_runs_everything_submitted_before_and_refuses_after() {
 fn shutdown_reports_work_that_never_returns() {
     within(120, || {
         let pool = Pool::builder().build();
-        let gate = Gate::new();
-        let g = gate.clone();
-        let (started_tx, started_rx) = mpsc::channel();
-        let ctx = va::Context::new();
-        let task = pool.run_with_context(&ctx, move || {
-            started_tx.send(()).unwrap();
-            g.wait();
-        });
-        started_rx.recv().unwrap();
-        ctx.cancel();
-        assert!(task.get().unwrap_err().is_cancelled());
+        let gate = abandon_a_running_job(&pool);
         let report = pool.shutdown(Duration::from_millis(10));
         assert!(!report.is_complete());
         assert_eq!(report.still_running(), 1);

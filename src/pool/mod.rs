@@ -243,7 +243,7 @@ impl BlockedGuard {
         if let Some((shared, info)) = &worker {
             info.blocked.store(true, Ordering::Relaxed);
             shared.blocked.fetch_add(1, Ordering::Relaxed);
-            shared.grow_if_starving();
+            shared.replace_blocked_worker();
         }
         BlockedGuard { worker }
     }
@@ -375,7 +375,7 @@ impl Shared {
 
     /// A worker is about to block: if work waits, wake an idle worker or
     /// start one (the cap allows), so the CPU it leaves is used.
-    pub(crate) fn grow_if_starving(self: &Arc<Self>) {
+    pub(crate) fn replace_blocked_worker(self: &Arc<Self>) {
         let mut st = self.lock();
         if st.queue.is_empty() || st.closed {
             return;
