@@ -363,9 +363,7 @@ impl Shared {
                 return Ok(());
             }
             if st.alive < self.config.target_running.min(self.config.max_threads) {
-                st.alive += 1;
-                drop(st);
-                self.spawn_worker();
+                self.start_worker(st);
                 return Ok(());
             }
         }
@@ -384,9 +382,7 @@ impl Shared {
             drop(st);
             sleeper.unpark();
         } else if st.alive < self.config.max_threads {
-            st.alive += 1;
-            drop(st);
-            self.spawn_worker();
+            self.start_worker(st);
         }
     }
 
@@ -427,19 +423,25 @@ impl Shared {
             if !took {
                 return;
             }
-            let mut st = self.lock();
+            let st = self.lock();
             if !self.starving(&st) || st.alive >= self.config.max_threads || st.closed {
                 self.grow_budget.store(0, Ordering::Relaxed);
                 return;
             }
-            st.alive += 1;
-            drop(st);
-            self.spawn_worker();
+            self.start_worker(st);
         }
     }
 
+    /// Starts a worker thread: counts it in `alive` under the lock `st`
+    /// (so the cap holds), then spawns outside the lock.
+    fn start_worker(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
+        st.alive += 1;
+        drop(st);
+        self.spawn_worker();
+    }
+
     /// Starts a worker thread; `alive` was already incremented for it.
-    pub(crate) fn spawn_worker(self: &Arc<Self>) {
+    fn spawn_worker(self: &Arc<Self>) {
         let mut builder = std::thread::Builder::new().name(self.config.name.clone());
         if let Some(size) = self.config.stack_size {
             builder = builder.stack_size(size);
