@@ -389,3 +389,18 @@ fn global_pool_stats_are_reachable() {
         assert!(Pool::global().stats().threads_spawned >= 1);
     });
 }
+
+#[test]
+fn grows_when_a_burst_arrives_while_idle_workers_wake() {
+    // Two warm idle workers, then a burst of eight jobs that can only finish
+    // together. The submitter wakes one idle worker and leaves the rest of
+    // the burst to it; once the idle list is used up, the workers taking the
+    // burst must call the monitor, or six jobs wait for the first two forever.
+    within(60, || {
+        let pool = Pool::builder().build();
+        run_all_at_once(&pool, 2);
+        assert!(eventually(10, || pool.stats().threads_idle == 2));
+        run_all_at_once(&pool, 8);
+        assert!(pool.stats().threads_alive >= 8);
+    });
+}

@@ -131,6 +131,13 @@ impl State {
 }
 
 /// Everything behind the lock.
+/// What `Shared::call_monitor` decided.
+pub(crate) enum MonitorCall {
+    Nothing,
+    Notify,
+    Start,
+}
+
 pub(crate) struct State {
     pub(crate) queue: VecDeque<(Job, Wake)>,
     /// How many queued jobs are `Wake::Eager`.
@@ -481,24 +488,40 @@ impl Shared {
     }
 
     fn wake_monitor(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
-        if st.monitor {
-            if st.monitor_sleeping {
-                st.monitor_sleeping = false;
-                drop(st);
-                self.monitor_wake.notify_one();
-            }
-            return;
-        }
-        st.monitor = true;
+        let call = Self::call_monitor(&mut st);
         drop(st);
-        let weak = Arc::downgrade(self);
-        let spawned = std::thread::Builder::new()
-            .name(format!("{}-monitor", self.config.name))
-            .spawn(move || monitor::main_loop(weak));
-        if spawned.is_err() {
-            // Without a monitor the pool still grows on blocked waits; the
-            // next backed-up submission tries again.
-            self.lock().monitor = false;
+        self.finish_monitor_call(call);
+    }
+
+    /// Under the lock: what it takes to get the monitor looking at the
+    /// queue. `finish_monitor_call` does it once the lock is released.
+    pub(crate) fn call_monitor(st: &mut State) -> MonitorCall {
+        if !st.monitor {
+            st.monitor = true;
+            MonitorCall::Start
+        } else if st.monitor_sleeping {
+            st.monitor_sleeping = false;
+            MonitorCall::Notify
+        } else {
+            MonitorCall::Nothing
+        }
+    }
+
+    pub(crate) fn finish_monitor_call(self: &Arc<Self>, call: MonitorCall) {
+        match call {
+            MonitorCall::Nothing => {}
+            MonitorCall::Notify => self.monitor_wake.notify_one(),
+            MonitorCall::Start => {
+                let weak = Arc::downgrade(self);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("{}-monitor", self.config.name))
+                    .spawn(move || monitor::main_loop(weak));
+                if spawned.is_err() {
+                    // Without a monitor the pool still grows on blocked
+                    // waits; the next backed-up submission tries again.
+                    self.lock().monitor = false;
+                }
+            }
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::cpu_clock::{ThreadClock, ThreadState};
-use super::{Shared, Sleeper, WorkerInfo, WORKER};
+use super::{MonitorCall, Shared, Sleeper, WorkerInfo, WORKER};
 
 /// The body of every worker thread. `alive` already counts this thread.
 pub(super) fn main_loop(shared: Arc<Shared>) {
@@ -55,7 +55,16 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
                 }
                 *slot = st.pop_idle();
             }
+            // Still more work than threads on their way, and nobody left to
+            // wake: the submitter may have stopped waking (a woken worker was
+            // in flight), so this worker makes sure the monitor looks.
+            let monitor = if shared.starving(&st) {
+                Shared::call_monitor(&mut st)
+            } else {
+                MonitorCall::Nothing
+            };
             drop(st);
+            shared.finish_monitor_call(monitor);
             for s in next.iter().flatten() {
                 s.unpark();
             }
