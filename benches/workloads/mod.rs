@@ -1,0 +1,582 @@
+//! The workloads of issue #4 (W1–W6), each with velocity-async and its
+//! peers as "contenders": one closure per contender that runs one iteration.
+//!
+//! Both the criterion bench (`benches/pool.rs`) and the side-by-side report
+//! (`examples/benchmark.rs`) run exactly these closures, so the two can
+//! never measure different things.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use velocity_async as va;
+
+/// One iteration of one contender. What it returns is dropped outside the
+/// measured time (a cold pool's teardown).
+pub(crate) type Iteration = Box<dyn FnMut() -> Teardown>;
+
+/// Work done after an iteration, outside the measured time.
+pub(crate) struct Teardown(Option<Box<dyn FnOnce()>>);
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// An iteration with nothing to tear down.
+fn timed(mut f: impl FnMut() + 'static) -> Iteration {
+    Box::new(move || {
+        f();
+        Teardown(None)
+    })
+}
+
+pub(crate) struct Contender {
+    pub(crate) name: &'static str,
+    /// Set up lazily (a runtime, a pool, 1,000 parked threads), so that
+    /// benchmarking one workload does not keep every peer's threads alive.
+    pub(crate) make: Box<dyn Fn() -> Iteration>,
+}
+
+pub(crate) struct Workload {
+    /// `w1_run_get`, …: the criterion group name.
+    pub(crate) id: &'static str,
+    pub(crate) title: &'static str,
+    /// Operations per iteration: reported times are per operation.
+    pub(crate) ops: u64,
+    pub(crate) unit: Unit,
+    /// The contender that is velocity-async (the first one).
+    pub(crate) contenders: Vec<Contender>,
+    /// Issue #4's bars: (peer, largest allowed ours ÷ peer).
+    pub(crate) bars: Vec<(&'static str, f64)>,
+    /// Criterion sample size (slow workloads take fewer samples).
+    pub(crate) samples: usize,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Unit {
+    Micros,
+    Millis,
+}
+
+fn contender(name: &'static str, make: impl Fn() -> Iteration + 'static) -> Contender {
+    Contender {
+        name,
+        make: Box::new(make),
+    }
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().build().unwrap()
+}
+
+fn rayon_pool() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().build().unwrap()
+}
+
+fn threadpool() -> threadpool::ThreadPool {
+    threadpool::ThreadPool::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
+pub(crate) const W1_OPS: u64 = 1_000;
+pub(crate) const W2_TINY: u64 = 100_000;
+pub(crate) const W3_FANOUT: usize = 1_000;
+pub(crate) const W3_SLEEP: Duration = Duration::from_millis(10);
+pub(crate) const W4_ITEMS: u64 = 1_000_000;
+pub(crate) const W5_OPS: u64 = 1_000;
+
+/// An iteration of `n` sequential calls of `one`.
+fn repeat(n: u64, mut one: impl FnMut() -> u64 + 'static) -> Iteration {
+    timed(move || {
+        for _ in 0..n {
+            black_box(one());
+        }
+    })
+}
+
+/// W1: sequential `run(f).get()` on a warm pool.
+pub(crate) fn w1() -> Workload {
+    Workload {
+        id: "w1_run_get",
+        title: "W1 run(f).get() on a warm pool (per call)",
+        ops: W1_OPS,
+        unit: Unit::Micros,
+        contenders: vec![
+            contender("velocity_async", || {
+                repeat(W1_OPS, || va::run(|| black_box(1u64)).get().unwrap())
+            }),
+            contender("std_thread_spawn", || {
+                repeat(W1_OPS, || {
+                    std::thread::spawn(|| black_box(1u64)).join().unwrap()
+                })
+            }),
+            contender("tokio_spawn_blocking", || {
+                let rt = tokio_runtime();
+                repeat(W1_OPS, move || {
+                    rt.block_on(rt.spawn_blocking(|| black_box(1u64))).unwrap()
+                })
+            }),
+            contender("blocking_unblock", || {
+                repeat(W1_OPS, || {
+                    futures_lite::future::block_on(blocking::unblock(|| black_box(1u64)))
+                })
+            }),
+            contender("rayon_spawn_channel", || {
+                let pool = rayon_pool();
+                repeat(W1_OPS, move || {
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    pool.spawn(move || tx.send(black_box(1u64)).unwrap());
+                    rx.recv().unwrap()
+                })
+            }),
+            contender("threadpool_channel", || {
+                let pool = threadpool();
+                repeat(W1_OPS, move || {
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    pool.execute(move || tx.send(black_box(1u64)).unwrap());
+                    rx.recv().unwrap()
+                })
+            }),
+        ],
+        bars: vec![
+            ("tokio_spawn_blocking", 1.0 / 30.0),
+            ("rayon_spawn_channel", 1.0 / 15.0),
+        ],
+        samples: 30,
+    }
+}
+
+/// W2: submit 100,000 tiny closures, then collect every result in order.
+pub(crate) fn w2() -> Workload {
+    fn collect_channels(submit: impl Fn(u64, std::sync::mpsc::SyncSender<u64>)) -> u64 {
+        let rxs: Vec<_> = (0..W2_TINY)
+            .map(|i| {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                submit(i, tx);
+                rx
+            })
+            .collect();
+        rxs.into_iter().map(|rx| rx.recv().unwrap()).sum()
+    }
+    Workload {
+        id: "w2_submit_collect",
+        title: "W2 submit 100,000 tiny closures, collect in order (per closure)",
+        ops: W2_TINY,
+        unit: Unit::Micros,
+        contenders: vec![
+            contender("velocity_async", || {
+                timed(|| {
+                    let tasks: Vec<_> = (0..W2_TINY)
+                        .map(|i| va::run(move || black_box(i) * 2))
+                        .collect();
+                    black_box(tasks.into_iter().map(|t| t.get().unwrap()).sum::<u64>());
+                })
+            }),
+            contender("tokio_spawn_async", || {
+                let rt = tokio_runtime();
+                timed(move || {
+                    black_box(rt.block_on(async {
+                        let hs: Vec<_> = (0..W2_TINY)
+                            .map(|i| tokio::spawn(async move { black_box(i) * 2 }))
+                            .collect();
+                        let mut sum = 0;
+                        for h in hs {
+                            sum += h.await.unwrap();
+                        }
+                        sum
+                    }));
+                })
+            }),
+            contender("tokio_spawn_blocking", || {
+                let rt = tokio_runtime();
+                timed(move || {
+                    let hs: Vec<_> = (0..W2_TINY)
+                        .map(|i| rt.spawn_blocking(move || black_box(i) * 2))
+                        .collect();
+                    black_box(rt.block_on(async {
+                        let mut sum = 0;
+                        for h in hs {
+                            sum += h.await.unwrap();
+                        }
+                        sum
+                    }));
+                })
+            }),
+            contender("blocking_unblock", || {
+                timed(|| {
+                    let ts: Vec<_> = (0..W2_TINY)
+                        .map(|i| blocking::unblock(move || black_box(i) * 2))
+                        .collect();
+                    black_box(futures_lite::future::block_on(async {
+                        let mut sum = 0;
+                        for t in ts {
+                            sum += t.await;
+                        }
+                        sum
+                    }));
+                })
+            }),
+            contender("rayon_spawn_channel", || {
+                let pool = rayon_pool();
+                timed(move || {
+                    black_box(collect_channels(|i, tx| {
+                        pool.spawn(move || tx.send(black_box(i) * 2).unwrap())
+                    }));
+                })
+            }),
+            contender("threadpool_channel", || {
+                let pool = threadpool();
+                timed(move || {
+                    black_box(collect_channels(|i, tx| {
+                        pool.execute(move || tx.send(black_box(i) * 2).unwrap())
+                    }));
+                })
+            }),
+        ],
+        bars: vec![
+            ("tokio_spawn_blocking", 1.0 / 12.0),
+            ("tokio_spawn_async", 1.5),
+        ],
+        samples: 10,
+    }
+}
+
+fn w3_job() {
+    std::thread::sleep(W3_SLEEP);
+}
+
+fn w3_velocity(pool: &va::Pool) {
+    let tasks: Vec<_> = (0..W3_FANOUT).map(|_| pool.run(w3_job)).collect();
+    tasks.into_iter().for_each(|t| t.get().unwrap());
+}
+
+fn w3_tokio(rt: &tokio::runtime::Runtime) {
+    let hs: Vec<_> = (0..W3_FANOUT).map(|_| rt.spawn_blocking(w3_job)).collect();
+    rt.block_on(async {
+        for h in hs {
+            h.await.unwrap();
+        }
+    })
+}
+
+/// 1,000 threads spawned up front, each parked until it is handed one
+/// sleep: what W3 costs on this machine with no pool at all (the floor).
+struct ParkedThreads {
+    threads: Vec<std::thread::Thread>,
+    go: Arc<Vec<AtomicBool>>,
+    done: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ParkedThreads {
+    fn new(n: usize) -> ParkedThreads {
+        let go: Arc<Vec<AtomicBool>> = Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
+        let done = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|i| {
+                let (go, done, stop) = (go.clone(), done.clone(), stop.clone());
+                let main = std::thread::current();
+                std::thread::spawn(move || loop {
+                    while !go[i].swap(false, Ordering::AcqRel) {
+                        if stop.load(Ordering::Acquire) {
+                            return;
+                        }
+                        std::thread::park();
+                    }
+                    w3_job();
+                    done.fetch_add(1, Ordering::AcqRel);
+                    main.unpark();
+                })
+                .thread()
+                .clone()
+            })
+            .collect();
+        ParkedThreads {
+            threads,
+            go,
+            done,
+            stop,
+        }
+    }
+
+    fn run(&self) {
+        self.done.store(0, Ordering::Release);
+        for (flag, t) in self.go.iter().zip(&self.threads) {
+            flag.store(true, Ordering::Release);
+            t.unpark();
+        }
+        while self.done.load(Ordering::Acquire) < self.threads.len() {
+            std::thread::park();
+        }
+    }
+}
+
+impl Drop for ParkedThreads {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.threads.iter().for_each(|t| t.unpark());
+    }
+}
+
+/// W3 warm: 1,000 closures that each sleep 10 ms, on pools that already ran
+/// the same burst (their threads exist).
+pub(crate) fn w3_warm() -> Workload {
+    Workload {
+        id: "w3_blocking_fanout",
+        title: "W3 1,000 closures sleeping 10 ms, warm pool (per burst)",
+        ops: 1,
+        unit: Unit::Millis,
+        contenders: vec![
+            contender("velocity_async", || {
+                timed(|| w3_velocity(va::Pool::global()))
+            }),
+            contender("tokio_spawn_blocking", || {
+                let rt = tokio_runtime();
+                timed(move || w3_tokio(&rt))
+            }),
+            contender("blocking_unblock", || {
+                timed(|| {
+                    let ts: Vec<_> = (0..W3_FANOUT).map(|_| blocking::unblock(w3_job)).collect();
+                    futures_lite::future::block_on(async {
+                        for t in ts {
+                            t.await;
+                        }
+                    })
+                })
+            }),
+            contender("std_thread_spawn", || {
+                timed(|| {
+                    let hs: Vec<_> = (0..W3_FANOUT).map(|_| std::thread::spawn(w3_job)).collect();
+                    hs.into_iter().for_each(|h| h.join().unwrap());
+                })
+            }),
+            contender("floor_1000_parked_threads", || {
+                let threads = ParkedThreads::new(W3_FANOUT);
+                timed(move || threads.run())
+            }),
+        ],
+        bars: vec![("tokio_spawn_blocking", 0.65)],
+        samples: 10,
+    }
+}
+
+/// W3 cold: the same burst on a pool created for it (and shut down after).
+pub(crate) fn w3_cold() -> Workload {
+    Workload {
+        id: "w3_blocking_fanout_cold",
+        title: "W3 1,000 closures sleeping 10 ms, new pool each time (per burst)",
+        ops: 1,
+        unit: Unit::Millis,
+        contenders: vec![
+            contender("velocity_async", || {
+                Box::new(|| {
+                    let pool = va::Pool::builder().build();
+                    w3_velocity(&pool);
+                    Teardown(Some(Box::new(move || {
+                        // Wait for the threads to retire, as dropping a
+                        // tokio runtime joins its threads.
+                        pool.shutdown(Duration::from_secs(60));
+                        while pool.stats().threads_alive > 0 {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    })))
+                })
+            }),
+            contender("tokio_spawn_blocking", || {
+                Box::new(|| {
+                    let rt = tokio_runtime();
+                    w3_tokio(&rt);
+                    Teardown(Some(Box::new(move || drop(rt))))
+                })
+            }),
+        ],
+        bars: vec![("tokio_spawn_blocking", 0.7)],
+        samples: 10,
+    }
+}
+
+/// A ~50 ns integer mixing function (splitmix64 rounds), as issue #4 asks.
+pub(crate) fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..18 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+    }
+    z
+}
+
+/// W4: an ordered map over 1,000,000 `u64`, default arguments.
+pub(crate) fn w4() -> Workload {
+    let input: Arc<Vec<u64>> = Arc::new((0..W4_ITEMS).collect());
+    let (a, b, c) = (input.clone(), input.clone(), input);
+    Workload {
+        id: "w4_cpu_map",
+        title: "W4 ordered map over 1,000,000 u64, ~50 ns each (per map)",
+        ops: 1,
+        unit: Unit::Millis,
+        contenders: vec![
+            contender("velocity_async_map", move || {
+                let input = a.clone();
+                timed(move || {
+                    black_box(va::map(&*input, |&x| mix(x)).unwrap());
+                })
+            }),
+            contender("rayon_par_iter", move || {
+                use rayon::prelude::*;
+                let input = b.clone();
+                timed(move || {
+                    black_box(input.par_iter().map(|&x| mix(x)).collect::<Vec<u64>>());
+                })
+            }),
+            contender("sequential", move || {
+                let input = c.clone();
+                timed(move || {
+                    black_box(input.iter().map(|&x| mix(x)).collect::<Vec<u64>>());
+                })
+            }),
+        ],
+        bars: vec![("rayon_par_iter", 1.1)],
+        samples: 20,
+    }
+}
+
+/// W5: `all` of three trivial closures.
+pub(crate) fn w5() -> Workload {
+    Workload {
+        id: "w5_all3",
+        title: "W5 all of 3 trivial closures (per all)",
+        ops: W5_OPS,
+        unit: Unit::Micros,
+        contenders: vec![
+            contender("velocity_async_all", || {
+                repeat(W5_OPS, || {
+                    let (a, b, c) =
+                        va::all((|| black_box(1u64), || black_box(2u64), || black_box(3u64)))
+                            .unwrap();
+                    a + b + c
+                })
+            }),
+            contender("rayon_join_outside_pool", || {
+                repeat(W5_OPS, || {
+                    let (a, (b, c)) = rayon::join(
+                        || black_box(1u64),
+                        || rayon::join(|| black_box(2u64), || black_box(3u64)),
+                    );
+                    a + b + c
+                })
+            }),
+            contender("std_thread_scope", || {
+                repeat(W5_OPS, || {
+                    std::thread::scope(|s| {
+                        let a = s.spawn(|| black_box(1u64));
+                        let b = s.spawn(|| black_box(2u64));
+                        black_box(3u64) + a.join().unwrap() + b.join().unwrap()
+                    })
+                })
+            }),
+            contender("tokio_spawn_blocking_x3", || {
+                let rt = tokio_runtime();
+                repeat(W5_OPS, move || {
+                    let hs = [
+                        rt.spawn_blocking(|| black_box(1u64)),
+                        rt.spawn_blocking(|| black_box(2u64)),
+                        rt.spawn_blocking(|| black_box(3u64)),
+                    ];
+                    rt.block_on(async {
+                        let mut v = 0;
+                        for h in hs {
+                            v += h.await.unwrap();
+                        }
+                        v
+                    })
+                })
+            }),
+        ],
+        bars: vec![("rayon_join_outside_pool", 0.1)],
+        samples: 30,
+    }
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// W6: a race of closures sleeping 1, 2 and 3 ms.
+pub(crate) fn w6() -> Workload {
+    Workload {
+        id: "w6_race",
+        title: "W6 race of closures sleeping 1, 2, 3 ms (per race)",
+        ops: 1,
+        unit: Unit::Micros,
+        contenders: vec![
+            contender("velocity_async_race", || {
+                timed(|| {
+                    black_box(
+                        va::race((|| sleep_ms(1), || sleep_ms(2), || sleep_ms(3)))
+                            .get()
+                            .unwrap(),
+                    );
+                })
+            }),
+            contender("bare_sleep_1ms", || {
+                timed(|| {
+                    black_box(sleep_ms(1));
+                })
+            }),
+            contender("std_threads_channel", || {
+                timed(|| {
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    for ms in [1, 2, 3] {
+                        let tx = tx.clone();
+                        std::thread::spawn(move || {
+                            let _ = tx.send(sleep_ms(ms));
+                        });
+                    }
+                    black_box(rx.recv().unwrap());
+                })
+            }),
+            contender("tokio_spawn_blocking_select", || {
+                let rt = tokio_runtime();
+                timed(move || {
+                    black_box(rt.block_on(async {
+                        tokio::select! {
+                            r = rt.spawn_blocking(|| sleep_ms(1)) => r.unwrap(),
+                            r = rt.spawn_blocking(|| sleep_ms(2)) => r.unwrap(),
+                            r = rt.spawn_blocking(|| sleep_ms(3)) => r.unwrap(),
+                        }
+                    }));
+                })
+            }),
+            contender("rayon_spawn_channel", || {
+                let pool = rayon_pool();
+                timed(move || {
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    for ms in [1, 2, 3] {
+                        let tx = tx.clone();
+                        pool.spawn(move || {
+                            let _ = tx.send(sleep_ms(ms));
+                        });
+                    }
+                    black_box(rx.recv().unwrap());
+                })
+            }),
+        ],
+        bars: vec![
+            ("tokio_spawn_blocking_select", 1.0),
+            ("std_threads_channel", 1.0),
+        ],
+        samples: 30,
+    }
+}
+
+/// Every workload, in issue #4's order.
+pub(crate) fn all() -> Vec<Workload> {
+    vec![w1(), w2(), w3_warm(), w3_cold(), w4(), w5(), w6()]
+}
