@@ -54,6 +54,7 @@ mod pool;
 mod race;
 mod run;
 mod scope;
+mod sync;
 mod task;
 mod timer;
 

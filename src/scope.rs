@@ -28,27 +28,28 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
 use crate::error::Error;
 use crate::pool::{BlockedGuard, Job, Shared, Wake};
+use crate::sync;
 use crate::task::{spin_until, Runnable, WAIT_SPIN};
 
 /// Counts jobs in flight; `wait` returns when it reaches zero.
 pub(crate) struct Latch {
     /// ORDERING: `count_down` is Release and `wait` reads with Acquire, so
     /// everything a job wrote (its result) is visible after `wait`.
-    pending: AtomicUsize,
-    lock: Mutex<()>,
-    cond: Condvar,
+    pending: sync::AtomicUsize,
+    lock: sync::Mutex<()>,
+    cond: sync::Condvar,
 }
 
 impl Latch {
     fn new() -> Latch {
         Latch {
-            pending: AtomicUsize::new(0),
-            lock: Mutex::new(()),
-            cond: Condvar::new(),
+            pending: sync::AtomicUsize::new(0),
+            lock: sync::Mutex::new(()),
+            cond: sync::Condvar::new(),
         }
     }
 
@@ -623,5 +624,55 @@ mod tests {
         crate::for_each(cells.iter_mut(), 4, |c| *c = 7).unwrap();
         assert!(cells.iter().all(|c| *c == 7));
         pool.shutdown(std::time::Duration::from_secs(60));
+    }
+}
+
+/// Loom model of the join latch: run with
+/// `RUSTFLAGS="--cfg velocity_loom" cargo test --release --lib loom_`.
+#[cfg(all(test, velocity_loom))]
+mod loom_tests {
+    use super::Latch;
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+
+    /// A job's output, written by the job and read by the joiner.
+    struct Output(UnsafeCell<u32>);
+
+    // SAFETY: the model itself checks the claim: loom fails the test if the
+    // job's write and the joiner's read are not ordered by the latch.
+    unsafe impl Sync for Output {}
+
+    /// Two jobs write their outputs and count down; `wait` returns only
+    /// after both, and their writes are visible to the waiter (loom reports
+    /// a lost wake-up as a deadlock and an unordered access as a race).
+    #[test]
+    fn loom_latch_wait_sees_every_job_and_its_writes() {
+        loom::model(|| {
+            let latch = Arc::new(Latch::new());
+            let outputs: Vec<Arc<Output>> = (0..2)
+                .map(|_| Arc::new(Output(UnsafeCell::new(0))))
+                .collect();
+            let jobs: Vec<_> = outputs
+                .iter()
+                .map(|out| {
+                    latch.count_up();
+                    let (latch, out) = (latch.clone(), out.clone());
+                    loom::thread::spawn(move || {
+                        // SAFETY: only this job touches `out` before it counts down.
+                        out.0.with_mut(|p| unsafe { *p = 1 });
+                        latch.count_down();
+                    })
+                })
+                .collect();
+            latch.wait();
+            for out in &outputs {
+                // SAFETY: every job counted down; the latch orders its write
+                // before this read (what loom checks).
+                assert_eq!(out.0.with(|p| unsafe { *p }), 1);
+            }
+            for job in jobs {
+                job.join().unwrap();
+            }
+        });
     }
 }

@@ -21,8 +21,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,7 @@ use crate::context::{CancelHook, Context, Reason};
 use crate::error::Error;
 use crate::panic;
 use crate::pool::{self, Shared};
+use crate::sync::{AtomicU8, Condvar, Mutex as SlotMutex, MutexGuard};
 
 // Outcome kinds. ORDERING: `kind` is stored (Release) under the slot's mutex
 // after the outcome is written; a lock-free Acquire load that sees a non-
@@ -61,7 +62,7 @@ struct SlotInner<T> {
 /// Where a task's outcome lands: decided once, first writer wins.
 pub(crate) struct Slot<T> {
     kind: AtomicU8,
-    inner: Mutex<SlotInner<T>>,
+    inner: SlotMutex<SlotInner<T>>,
     cond: Condvar,
 }
 
@@ -69,7 +70,7 @@ impl<T> Slot<T> {
     pub(crate) fn new() -> Self {
         Slot {
             kind: AtomicU8::new(PENDING),
-            inner: Mutex::new(SlotInner {
+            inner: SlotMutex::new(SlotInner {
                 outcome: None,
                 sleepers: 0,
                 wakers: Vec::new(),
@@ -110,6 +111,29 @@ impl<T> Slot<T> {
 
     fn take(&self) -> Option<Result<T, Error>> {
         self.lock().outcome.take()
+    }
+
+    /// Sleeps on the slot's condition variable (at most `timeout`), counted
+    /// in `sleepers` so `resolve` knows to notify. The caller holds the lock
+    /// and has seen the outcome still pending under it, so a `resolve` cannot
+    /// slip between that check and this sleep.
+    fn sleep<'a>(
+        &'a self,
+        mut inner: MutexGuard<'a, SlotInner<T>>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, SlotInner<T>> {
+        inner.sleepers += 1;
+        let mut inner = match timeout {
+            Some(t) => {
+                self.cond
+                    .wait_timeout(inner, t)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+            None => self.cond.wait(inner).unwrap_or_else(|e| e.into_inner()),
+        };
+        inner.sleepers -= 1;
+        inner
     }
 }
 
@@ -631,17 +655,7 @@ impl<T> Task<T> {
                 let recheck = now + SATURATION_RECHECK;
                 wake = Some(wake.map_or(recheck, |w| w.min(recheck)));
             }
-            inner.sleepers += 1;
-            inner = match wake {
-                Some(w) => {
-                    slot.cond
-                        .wait_timeout(inner, w - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-                None => slot.cond.wait(inner).unwrap_or_else(|e| e.into_inner()),
-            };
-            inner.sleepers -= 1;
+            inner = slot.sleep(inner, wake.map(|w| w - now));
         }
     }
 }
@@ -664,6 +678,12 @@ fn spin_until_resolved<T>(slot: &Slot<T>, until: Option<Instant>) -> bool {
 
 /// Spins up to `limit` until `done()` holds; returns its last value.
 pub(crate) fn spin_until(limit: Duration, done: impl Fn() -> bool) -> bool {
+    if cfg!(velocity_loom) {
+        // Under loom, time does not pass: spinning only multiplies the
+        // interleavings to explore. The blocking path is what is checked.
+        let _ = limit;
+        return done();
+    }
     let start = Instant::now();
     let mut i = 0u32;
     loop {
@@ -705,5 +725,72 @@ impl<T> Future for Task<T> {
             Some(r) => Poll::Ready(r),
             None => panic!("velocity_async::Task polled after it completed"),
         }
+    }
+}
+
+/// Loom models of the outcome slot: run with
+/// `RUSTFLAGS="--cfg velocity_loom" cargo test --release --lib loom_`.
+#[cfg(all(test, velocity_loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::atomic::AtomicUsize;
+    use loom::sync::Arc;
+
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Blocks the way `Task::wait_until` does: check under the lock, sleep.
+    fn wait<T>(slot: &Slot<T>) {
+        let mut inner = slot.lock();
+        while !slot.is_resolved() {
+            inner = slot.sleep(inner, None);
+        }
+    }
+
+    /// A job's value races its timeout while a waiter blocks: exactly one
+    /// outcome wins, the waiter is woken (loom reports a waiter sleeping
+    /// forever as a deadlock) and sees it, and the losing value is dropped
+    /// exactly once.
+    #[test]
+    fn loom_slot_first_resolve_wins_and_wakes_the_waiter() {
+        loom::model(|| {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let slot = Arc::new(Slot::<Counted>::new());
+            let (s, d) = (slot.clone(), drops.clone());
+            let value = loom::thread::spawn(move || s.resolve(Ok(Counted(d))).is_ok());
+            let s = slot.clone();
+            let timeout = loom::thread::spawn(move || s.resolve(Err(Error::Timeout)).is_ok());
+            wait(&slot);
+            let (won_value, won_timeout) = (value.join().unwrap(), timeout.join().unwrap());
+            assert!(won_value != won_timeout, "exactly one outcome wins");
+            let outcome = slot.take().expect("the outcome is there");
+            assert_eq!(outcome.is_ok(), won_value);
+            assert_eq!(slot.is_resolved(), true);
+            drop(outcome);
+            assert_eq!(drops.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// The handle is dropped while the job completes (the shape of the
+    /// oneshot crate's use-after-free bugs): whichever side drops the slot
+    /// last drops the value, exactly once.
+    #[test]
+    fn loom_slot_handle_dropped_during_completion_drops_the_value_once() {
+        loom::model(|| {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let slot = Arc::new(Slot::<Counted>::new());
+            let (s, d) = (slot.clone(), drops.clone());
+            let job = loom::thread::spawn(move || {
+                assert!(s.resolve(Ok(Counted(d))).is_ok());
+            });
+            drop(slot);
+            job.join().unwrap();
+            assert_eq!(drops.load(Ordering::SeqCst), 1);
+        });
     }
 }
