@@ -770,7 +770,7 @@ mod loom_tests {
             assert!(won_value != won_timeout, "exactly one outcome wins");
             let outcome = slot.take().expect("the outcome is there");
             assert_eq!(outcome.is_ok(), won_value);
-            assert_eq!(slot.is_resolved(), true);
+            assert!(slot.is_resolved());
             drop(outcome);
             assert_eq!(drops.load(Ordering::SeqCst), 1);
         });

@@ -130,7 +130,6 @@ impl State {
     }
 }
 
-/// Everything behind the lock.
 /// What `Shared::call_monitor` decided.
 pub(crate) enum MonitorCall {
     Nothing,
@@ -138,6 +137,7 @@ pub(crate) enum MonitorCall {
     Start,
 }
 
+/// Everything behind the lock.
 pub(crate) struct State {
     pub(crate) queue: VecDeque<(Job, Wake)>,
     /// How many queued jobs are `Wake::Eager`.
@@ -507,6 +507,8 @@ impl Shared {
         }
     }
 
+    /// Wakes or starts the monitor as `call_monitor` decided (without the
+    /// pool lock held).
     pub(crate) fn finish_monitor_call(self: &Arc<Self>, call: MonitorCall) {
         match call {
             MonitorCall::Nothing => {}
