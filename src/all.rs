@@ -301,99 +301,21 @@ macro_rules! tuple_jobs {
     };
 }
 
-tuple_jobs!((F0, T0, s0, 0));
-tuple_jobs!((F0, T0, s0, 0), (F1, T1, s1, 1));
-tuple_jobs!((F0, T0, s0, 0), (F1, T1, s1, 1), (F2, T2, s2, 2));
-tuple_jobs!(
-    (F0, T0, s0, 0),
-    (F1, T1, s1, 1),
-    (F2, T2, s2, 2),
-    (F3, T3, s3, 3)
-);
-tuple_jobs!(
-    (F0, T0, s0, 0),
-    (F1, T1, s1, 1),
-    (F2, T2, s2, 2),
-    (F3, T3, s3, 3),
-    (F4, T4, s4, 4)
-);
-tuple_jobs!(
-    (F0, T0, s0, 0),
-    (F1, T1, s1, 1),
-    (F2, T2, s2, 2),
-    (F3, T3, s3, 3),
-    (F4, T4, s4, 4),
-    (F5, T5, s5, 5)
-);
-tuple_jobs!(
-    (F0, T0, s0, 0),
-    (F1, T1, s1, 1),
-    (F2, T2, s2, 2),
-    (F3, T3, s3, 3),
-    (F4, T4, s4, 4),
-    (F5, T5, s5, 5),
-    (F6, T6, s6, 6)
-);
-tuple_jobs!(
-    (F0, T0, s0, 0),
-    (F1, T1, s1, 1),
-    (F2, T2, s2, 2),
-    (F3, T3, s3, 3),
-    (F4, T4, s4, 4),
-    (F5, T5, s5, 5),
-    (F6, T6, s6, 6),
-    (F7, T7, s7, 7)
-);
-tuple_jobs!(
-    (F0, T0, s0, 0),
-    (F1, T1, s1, 1),
-    (F2, T2, s2, 2),
-    (F3, T3, s3, 3),
-    (F4, T4, s4, 4),
-    (F5, T5, s5, 5),
-    (F6, T6, s6, 6),
-    (F7, T7, s7, 7),
-    (F8, T8, s8, 8)
-);
-tuple_jobs!(
-    (F0, T0, s0, 0),
-    (F1, T1, s1, 1),
-    (F2, T2, s2, 2),
-    (F3, T3, s3, 3),
-    (F4, T4, s4, 4),
-    (F5, T5, s5, 5),
-    (F6, T6, s6, 6),
-    (F7, T7, s7, 7),
-    (F8, T8, s8, 8),
-    (F9, T9, s9, 9)
-);
-tuple_jobs!(
-    (F0, T0, s0, 0),
-    (F1, T1, s1, 1),
-    (F2, T2, s2, 2),
-    (F3, T3, s3, 3),
-    (F4, T4, s4, 4),
-    (F5, T5, s5, 5),
-    (F6, T6, s6, 6),
-    (F7, T7, s7, 7),
-    (F8, T8, s8, 8),
-    (F9, T9, s9, 9),
-    (F10, T10, s10, 10)
-);
-tuple_jobs!(
-    (F0, T0, s0, 0),
-    (F1, T1, s1, 1),
-    (F2, T2, s2, 2),
-    (F3, T3, s3, 3),
-    (F4, T4, s4, 4),
-    (F5, T5, s5, 5),
-    (F6, T6, s6, 6),
-    (F7, T7, s7, 7),
-    (F8, T8, s8, 8),
-    (F9, T9, s9, 9),
-    (F10, T10, s10, 10),
-    (F11, T11, s11, 11)
-);
+/// Invokes `tuple_jobs!` for every prefix of its list: tuples of 1 to 12.
+macro_rules! tuple_jobs_prefixes {
+    ([$($done:tt)*]) => {};
+    ([$($done:tt)*] $next:tt $($rest:tt)*) => {
+        tuple_jobs!($($done,)* $next);
+        tuple_jobs_prefixes!([$($done)* $next] $($rest)*);
+    };
+}
+
+tuple_jobs_prefixes! {
+    []
+    (F0, T0, s0, 0) (F1, T1, s1, 1) (F2, T2, s2, 2) (F3, T3, s3, 3)
+    (F4, T4, s4, 4) (F5, T5, s5, 5) (F6, T6, s6, 6) (F7, T7, s7, 7)
+    (F8, T8, s8, 8) (F9, T9, s9, 9) (F10, T10, s10, 10) (F11, T11, s11, 11)
+}
 
 /// Runs every job concurrently and returns all their results once every job
 /// has finished (Go: `async.All`).
