@@ -364,33 +364,43 @@ impl Shared {
             if wake == Wake::Eager && st.waking > 0 && !st.idle.is_empty() {
                 return Ok(()); // a worker on its way will wake more if needed
             }
-            if let Some(sleeper) = st.pop_idle() {
-                drop(st);
-                sleeper.unpark();
-                return Ok(());
-            }
-            if st.alive < self.config.target_running.min(self.config.max_threads) {
-                self.start_worker(st);
-                return Ok(());
+            let cap = self.config.target_running.min(self.config.max_threads);
+            match self.wake_or_start(st, cap) {
+                Some(back) => st = back,
+                None => return Ok(()),
             }
         }
         self.wake_monitor(st);
         Ok(())
     }
 
-    /// A worker is about to block: if work waits, wake an idle worker or
-    /// start one (the cap allows), so the CPU it leaves is used.
-    pub(crate) fn replace_blocked_worker(self: &Arc<Self>) {
-        let mut st = self.lock();
-        if st.queue.is_empty() || st.closed {
-            return;
-        }
+    /// Wakes an idle worker, or else starts one if fewer than `cap` threads
+    /// live. Hands the lock back if it could do neither.
+    fn wake_or_start<'a>(
+        self: &Arc<Self>,
+        mut st: MutexGuard<'a, State>,
+        cap: usize,
+    ) -> Option<MutexGuard<'a, State>> {
         if let Some(sleeper) = st.pop_idle() {
             drop(st);
             sleeper.unpark();
-        } else if st.alive < self.config.max_threads {
+            None
+        } else if st.alive < cap {
             self.start_worker(st);
+            None
+        } else {
+            Some(st)
         }
+    }
+
+    /// A worker is about to block: if work waits, wake an idle worker or
+    /// start one (the cap allows), so the CPU it leaves is used.
+    pub(crate) fn replace_blocked_worker(self: &Arc<Self>) {
+        let st = self.lock();
+        if st.queue.is_empty() || st.closed {
+            return;
+        }
+        let _ = self.wake_or_start(st, self.config.max_threads);
     }
 
     /// Gives the queue `n` more workers: idle ones first, then new threads
