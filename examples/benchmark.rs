@@ -59,10 +59,11 @@ fn main() {
             if workload.id.starts_with("w2") || workload.id.starts_with("w3") {
                 let ours = std::ptr::eq(contender, &workload.contenders[0]);
                 let pool = if ours {
+                    let stats = velocity_async::stats();
                     format!(
                         " (velocity-async spawned {} threads, {} alive afterwards)",
-                        velocity_async::stats().threads_spawned - spawned_before,
-                        velocity_async::stats().threads_alive
+                        stats.threads_spawned - spawned_before,
+                        stats.threads_alive
                     )
                 } else {
                     String::new()
