@@ -34,6 +34,13 @@ const LIVE: u8 = 0;
 const CANCELLED: u8 = 1;
 const DEADLINE: u8 = 2;
 
+fn encode(reason: Reason) -> u8 {
+    match reason {
+        Reason::Cancelled => CANCELLED,
+        Reason::Deadline => DEADLINE,
+    }
+}
+
 fn decode(state: u8) -> Option<Reason> {
     match state {
         LIVE => None,
@@ -124,12 +131,9 @@ impl Inner {
     /// and tells their hooks. Iterative, so a deep chain cannot overflow the
     /// stack. Only the first call has an effect.
     pub(crate) fn fire(self: &Arc<Self>, reason: Reason) {
+        let code = encode(reason);
         let mut work = vec![self.clone()];
         while let Some(ctx) = work.pop() {
-            let code = match reason {
-                Reason::Cancelled => CANCELLED,
-                Reason::Deadline => DEADLINE,
-            };
             if ctx
                 .state
                 .compare_exchange(LIVE, code, Ordering::AcqRel, Ordering::Acquire)
@@ -519,13 +523,8 @@ impl Context {
             }
         }
         if let Some(r) = born_done {
-            let code = if r == Reason::Cancelled {
-                CANCELLED
-            } else {
-                DEADLINE
-            };
             // ORDERING: nobody else can see `inner` yet; Release for form.
-            inner.state.store(code, Ordering::Release);
+            inner.state.store(encode(r), Ordering::Release);
             // It may have been registered with its parent before the parent's
             // deadline turned out to have passed; leave cleanly.
             let links = std::mem::take(&mut *inner.links());
