@@ -581,6 +581,60 @@ impl Context {
         }
     }
 
+    /// A channel receiver that is closed when this context is done: Go's
+    /// `<-ctx.Done()` for `crossbeam_channel::select!` (needs the
+    /// `crossbeam-channel` feature).
+    ///
+    /// Nothing is ever sent: a `recv` on it blocks until the context is
+    /// cancelled or its deadline passes, then returns `Err(RecvError)` at
+    /// once, forever. The receiver of a context that can never be done
+    /// (outside any task, [`Context::current`] is one) never closes.
+    ///
+    /// Each call registers one listener with the context until it is done;
+    /// call it once and clone the receiver where several are needed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use crossbeam_channel::{bounded, select};
+    /// use std::time::Duration;
+    /// use velocity_async::Context;
+    ///
+    /// let ctx = Context::with_timeout(Duration::from_millis(10));
+    /// let (_jobs_tx, jobs) = bounded::<u32>(1);
+    /// let why = select! {
+    ///     recv(jobs) -> job => format!("job {job:?}"),
+    ///     recv(ctx.done_receiver()) -> _ => "done".to_string(),
+    /// };
+    /// assert_eq!(why, "done");
+    /// assert!(ctx.error().unwrap().is_timeout());
+    /// ```
+    #[cfg(feature = "crossbeam-channel")]
+    pub fn done_receiver(&self) -> crossbeam_channel::Receiver<()> {
+        use std::task::{Wake, Waker};
+
+        /// Drops the sender (closing the channel) when woken.
+        struct Closer(Mutex<Option<crossbeam_channel::Sender<()>>>);
+
+        impl Wake for Closer {
+            fn wake(self: Arc<Self>) {
+                let sender = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+                drop(sender);
+            }
+        }
+
+        let (tx, rx) = crossbeam_channel::bounded(0);
+        let closer = Arc::new(Closer(Mutex::new(Some(tx))));
+        match self.register_waker(&Waker::from(closer.clone())) {
+            WakerRegistration::Never => crossbeam_channel::never(),
+            WakerRegistration::AlreadyDone => {
+                closer.wake();
+                rx
+            }
+            WakerRegistration::Registered(_) => rx,
+        }
+    }
+
     /// Blocks until done or `until`; true if done.
     fn wait_until(&self, until: Option<Instant>) -> bool {
         let Some(inner) = &self.inner else {

@@ -38,7 +38,8 @@
 //! * `pool` — the adaptive elastic pool ([`Pool`], [`Builder`], [`Stats`]).
 //! * `run` — [`run`], [`run_with_timeout`], [`run_with_context`], [`go`],
 //!   [`go_with_recover`].
-//! * `panic` — the panic policy and [`set_panic_handler`].
+//! * `panic` — the panic policy and [`set_panic_handler`]; `observe` — the
+//!   optional `log`/`tracing` reports.
 //! * `error` — [`Error`], [`PanicError`], [`SpawnError`].
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
@@ -48,6 +49,7 @@ mod collections;
 mod compile_fail;
 mod context;
 mod error;
+mod observe;
 mod panic;
 mod parallel;
 mod pool;

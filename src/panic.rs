@@ -14,7 +14,8 @@
 //! * The handler runs under `catch_unwind` too; a panicking handler is ignored
 //!   (std's hook has already printed it).
 //! * The process-wide panic hook is never replaced and nothing is printed by
-//!   default: std's hook already printed the panic once.
+//!   default: std's hook already printed the panic once. Without a handler,
+//!   the `log`/`tracing` features report it to the application's logger.
 //!
 //! Under `panic = "abort"` none of this applies: the first panic in user code
 //! aborts the process, as it would without this crate.
@@ -39,7 +40,9 @@ static HANDLER: RwLock<Option<Handler>> = RwLock::new(None);
 ///
 /// The default is no handler: std's panic hook has already printed the panic
 /// to stderr, and printing it again would only double the output. This crate
-/// never replaces std's hook.
+/// never replaces std's hook. With the `log` or `tracing` feature, panics
+/// recovered while no handler is installed are also reported through them
+/// (an error on target `velocity_async`).
 ///
 /// # Panics
 ///
@@ -77,10 +80,13 @@ where
 /// Shows `p` to the installed handler, if any.
 pub(crate) fn report(p: &PanicError) {
     let handler = HANDLER.read().unwrap_or_else(|e| e.into_inner()).clone();
-    if let Some(h) = handler {
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| h(p))) {
-            drop_payload(payload);
+    match handler {
+        Some(h) => {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| h(p))) {
+                drop_payload(payload);
+            }
         }
+        None => crate::observe::unhandled_panic(p),
     }
 }
 

@@ -43,6 +43,7 @@ where
     let ctx = Context::current().make_child(None, false, None);
     Job::Go(Box::new(move || {
         let _current = ctx.enter();
+        let _span = crate::observe::enter_job("go");
         match panic::catch(f) {
             Ok(()) => false,
             Err(p) => {

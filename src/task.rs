@@ -249,6 +249,7 @@ where
         }
         let result = {
             let _current = self.ctx.enter();
+            let _span = crate::observe::enter_job("task");
             panic::catch(f)
         };
         let panicked = result.is_err();
