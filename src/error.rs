@@ -141,11 +141,29 @@ impl From<PanicError> for Error {
 #[derive(Clone, Debug)]
 pub struct PanicError {
     message: Arc<str>,
+    task: Option<Arc<str>>,
 }
 
 impl PanicError {
-    pub(crate) fn new(message: Arc<str>) -> Self {
-        PanicError { message }
+    pub(crate) fn new(message: Arc<str>, task: Option<Arc<str>>) -> Self {
+        PanicError { message, task }
+    }
+
+    /// The name of the task that panicked, if it was given one with
+    /// [`task`](crate::task)`().name(…)`.
+    ///
+    /// ```
+    /// let err = velocity_async::task()
+    ///     .name("billing.charge")
+    ///     .run(|| -> u8 { panic!("card declined") })
+    ///     .get()
+    ///     .unwrap_err();
+    /// let p = err.as_panic().unwrap();
+    /// assert_eq!(p.task_name(), Some("billing.charge"));
+    /// assert_eq!(p.to_string(), "task 'billing.charge' panicked: card declined");
+    /// ```
+    pub fn task_name(&self) -> Option<&str> {
+        self.task.as_deref()
     }
 
     /// The panic's `&str` or `String` payload, verbatim.
@@ -161,7 +179,10 @@ impl PanicError {
 
 impl fmt::Display for PanicError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "task panicked: {}", self.message)
+        match &self.task {
+            Some(name) => write!(f, "task '{name}' panicked: {}", self.message),
+            None => write!(f, "task panicked: {}", self.message),
+        }
     }
 }
 

@@ -65,7 +65,12 @@ pub use collections::{for_each, go_for_each, map, map_n, try_for_each};
 pub use context::{Context, Done};
 pub use error::{Error, PanicError, SpawnError};
 pub use panic::set_panic_handler;
-pub use pool::{Builder, Pool, ShutdownReport, Stats, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_THREADS};
+pub use pool::{
+    Builder, Pool, RunningTask, ShutdownReport, Stats, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_THREADS,
+};
 pub use race::{first_ok, race, race_with_timeout, RaceJobs};
-pub use run::{go, go_with_recover, run, run_with_context, run_with_timeout, shutdown, stats};
+pub use run::{
+    go, go_with_recover, run, run_with_context, run_with_timeout, shutdown, stats, task,
+    TaskBuilder,
+};
 pub use task::Task;

@@ -4,7 +4,8 @@
 //!   [`set_panic_handler`](crate::set_panic_handler)) is logged as an error
 //!   on target `velocity_async`, with its message.
 //! * `tracing`: the same as a `tracing` error event, and every job runs
-//!   inside a `velocity_async::job` span (field `kind`: `task`, `go`).
+//!   inside a `velocity_async::job` span (fields `kind`: `task` or `go`,
+//!   and `name`: the task's name from the task builder).
 //!
 //! Without the features, both are no-ops. std's panic hook prints each panic
 //! to stderr as usual; these reports go to the application's logger, never a
@@ -15,22 +16,28 @@ use crate::error::PanicError;
 /// Reports a recovered panic nobody installed a handler for.
 pub(crate) fn unhandled_panic(p: &PanicError) {
     #[cfg(feature = "log")]
-    log::error!(target: "velocity_async", "recovered panic: {}", p.message());
+    log::error!(target: "velocity_async", "recovered panic: {p}");
     #[cfg(feature = "tracing")]
-    tracing::error!(target: "velocity_async", message = %p.message(), "recovered panic");
+    tracing::error!(
+        target: "velocity_async",
+        message = %p.message(),
+        task = p.task_name().unwrap_or(""),
+        "recovered panic"
+    );
     let _ = p;
 }
 
-/// The span a job runs in (`kind`: `task` or `go`); a no-op without the
-/// `tracing` feature.
+/// The span a job runs in (`kind`: `task` or `go`; `name`: the task's name,
+/// empty if it has none); a no-op without the `tracing` feature.
 #[cfg(feature = "tracing")]
-pub(crate) fn enter_job(kind: &'static str) -> tracing::span::EnteredSpan {
-    tracing::debug_span!(target: "velocity_async", "velocity_async::job", kind).entered()
+pub(crate) fn enter_job(kind: &'static str, name: Option<&str>) -> tracing::span::EnteredSpan {
+    let name = name.unwrap_or("");
+    tracing::debug_span!(target: "velocity_async", "velocity_async::job", kind, name).entered()
 }
 
 /// The span a job runs in; a no-op without the `tracing` feature.
 #[cfg(not(feature = "tracing"))]
-pub(crate) fn enter_job(_kind: &'static str) -> NoSpan {
+pub(crate) fn enter_job(_kind: &'static str, _name: Option<&str>) -> NoSpan {
     NoSpan
 }
 

@@ -92,16 +92,27 @@ pub(crate) fn report(p: &PanicError) {
 
 /// Runs `f`, turning a panic into a reported [`PanicError`].
 pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, PanicError> {
+    catch_in(None, f)
+}
+
+/// Runs the job of the task named `task` (if named), turning a panic into a
+/// reported [`PanicError`] that carries the name.
+pub(crate) fn catch_in<R>(task: Option<&Arc<str>>, f: impl FnOnce() -> R) -> Result<R, PanicError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => Ok(r),
-        Err(payload) => Err(recover(payload)),
+        Err(payload) => Err(recover_in(task, payload)),
     }
 }
 
 /// Turns a caught payload into a reported [`PanicError`] and drops the payload.
 #[cold]
 pub(crate) fn recover(payload: Box<dyn Any + Send>) -> PanicError {
-    let p = PanicError::new(payload_message(&*payload));
+    recover_in(None, payload)
+}
+
+#[cold]
+fn recover_in(task: Option<&Arc<str>>, payload: Box<dyn Any + Send>) -> PanicError {
+    let p = PanicError::new(payload_message(&*payload), task.cloned());
     report(&p);
     drop_payload(payload);
     p
@@ -124,7 +135,7 @@ fn drop_payload(payload: Box<dyn Any + Send>) {
     if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
         let message = payload_message(&*again);
         std::mem::forget(again);
-        report(&PanicError::new(message));
+        report(&PanicError::new(message, None));
     }
 }
 

@@ -1,5 +1,6 @@
 //! Running one function: `run`, `run_with_timeout`, `run_with_context`, `go`,
-//! `go_with_recover`, on the current pool or a given one.
+//! `go_with_recover`, on the current pool or a given one, and the task
+//! builder (`task()`) that names a task and combines these options.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,18 +11,37 @@ use crate::panic;
 use crate::pool::{self, Job, Pool, Shared, ShutdownReport, Stats, Wake};
 use crate::task::{Task, TaskCell};
 
-/// Builds a task with its own context (a child of `parent`) and queues it.
-fn spawn_task<T, F>(
-    shared: &Arc<Shared>,
-    parent: &Context,
+/// What one `run*`/`go*` call (or the task builder) decided about its job.
+struct Spec<'a> {
+    /// The job's context is a child of this one.
+    parent: &'a Context,
     deadline: Option<Instant>,
-    f: F,
-) -> Task<T>
+    name: Option<Arc<str>>,
+}
+
+impl<'a> Spec<'a> {
+    fn child_of(parent: &'a Context) -> Spec<'a> {
+        Spec {
+            parent,
+            deadline: None,
+            name: None,
+        }
+    }
+
+    fn with_timeout(mut self, timeout: Duration) -> Spec<'a> {
+        // `None` (an instant past the end of time) means no deadline.
+        self.deadline = Instant::now().checked_add(timeout);
+        self
+    }
+}
+
+/// Builds a task with its own context (a child of `spec.parent`) and queues it.
+fn spawn_task<T, F>(shared: &Arc<Shared>, spec: Spec<'_>, f: F) -> Task<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let cell = TaskCell::new(shared, parent, deadline, f);
+    let cell = TaskCell::new(shared, spec.parent, spec.deadline, spec.name, f);
     cell.resolve_if_born_done();
     if crate::task::TaskCore::slot(&*cell).is_resolved() {
         // Born done (zero timeout, cancelled parent): never queued or called.
@@ -34,17 +54,25 @@ where
     Task::from_core(cell)
 }
 
-/// Wraps fire-and-forget work in the panic policy, with its own context.
-fn go_job<F, H>(f: F, on_panic: Option<H>) -> Job
+/// A fire-and-forget job running `f` in its own context (a child of
+/// `spec.parent`), handing a panic to `on_panic` if given.
+fn go_job<F, H>(shared: &Arc<Shared>, spec: Spec<'_>, f: F, on_panic: Option<H>) -> Job
 where
     F: FnOnce() + Send + 'static,
     H: FnOnce(PanicError) + Send + 'static,
 {
-    let ctx = Context::current().make_child(None, false, None);
+    let external = spec.deadline.is_some();
+    let ctx = spec.parent.make_child(spec.deadline, external, None);
+    let name = spec.name;
+    let shared = name.is_some().then(|| shared.clone());
     Job::Go(Box::new(move || {
         let _current = ctx.enter();
-        let _span = crate::observe::enter_job("go");
-        match panic::catch(f) {
+        let _named = shared
+            .as_ref()
+            .zip(name.as_ref())
+            .map(|(s, n)| s.enter_named(n));
+        let _span = crate::observe::enter_job("go", name.as_deref());
+        match panic::catch_in(name.as_ref(), f) {
             Ok(()) => false,
             Err(p) => {
                 if let Some(h) = on_panic {
@@ -71,7 +99,7 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        spawn_task(&self.shared, &Context::current(), None, f)
+        spawn_task(&self.shared, Spec::child_of(&Context::current()), f)
     }
 
     /// Runs `f` on this pool with a timeout; see
@@ -91,8 +119,7 @@ impl Pool {
     {
         spawn_task(
             &self.shared,
-            &Context::current(),
-            Instant::now().checked_add(timeout),
+            Spec::child_of(&Context::current()).with_timeout(timeout),
             f,
         )
     }
@@ -113,7 +140,7 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        spawn_task(&self.shared, ctx, None, f)
+        spawn_task(&self.shared, Spec::child_of(ctx), f)
     }
 
     /// Runs `f` on this pool and forgets it; see [`go`](crate::go). On a
@@ -155,7 +182,13 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
-        submit_go(&self.shared, go_job(f, None::<fn(PanicError)>))
+        let job = go_job(
+            &self.shared,
+            Spec::child_of(&Context::current()),
+            f,
+            None::<fn(PanicError)>,
+        );
+        submit_go(&self.shared, job)
     }
 
     /// Runs `f` on this pool and forgets it, calling `on_panic` if it panics;
@@ -174,7 +207,182 @@ impl Pool {
         F: FnOnce() + Send + 'static,
         H: FnOnce(PanicError) + Send + 'static,
     {
-        let _ = submit_go(&self.shared, go_job(f, Some(on_panic)));
+        let job = go_job(
+            &self.shared,
+            Spec::child_of(&Context::current()),
+            f,
+            Some(on_panic),
+        );
+        let _ = submit_go(&self.shared, job);
+    }
+}
+
+/// Starts a [`TaskBuilder`]: one task with options — a name for
+/// diagnostics, a timeout, a parent context, a pool.
+///
+/// ```
+/// use std::time::Duration;
+/// use velocity_async as va;
+///
+/// let total = va::task()
+///     .name("billing.charge")
+///     .timeout(Duration::from_secs(30))
+///     .run(|| 42)
+///     .get()
+///     .unwrap();
+/// assert_eq!(total, 42);
+/// ```
+pub fn task() -> TaskBuilder {
+    TaskBuilder::default()
+}
+
+/// Options for one task, ending in [`run`](TaskBuilder::run) or
+/// [`go`](TaskBuilder::go). Made by [`task`] or [`Pool::task`].
+///
+/// A **name** (any string; a dotted `area.action` reads well) shows:
+///
+/// * in panic reports: [`PanicError::task_name`], its `Display`
+///   (`task 'billing.charge' panicked: …`), the handler of
+///   [`set_panic_handler`](crate::set_panic_handler), and the `log` and
+///   `tracing` reports;
+/// * as the worker thread's name while the job runs (Linux: the first 15
+///   bytes, as `top -H`, `perf` and debuggers show it; std's
+///   `thread::current().name()` keeps the pool's name);
+/// * in [`Pool::running_tasks`], while it runs — also after its task timed
+///   out or was cancelled and the work goes on;
+/// * as the `name` field of the `velocity_async::job` span (`tracing`).
+///
+/// Naming costs a lock and two thread-name system calls per job; unnamed
+/// tasks pay nothing for the feature.
+///
+/// Without a pool the task runs where [`run`](crate::run) would (the
+/// current worker's pool, else the global one); without a context its
+/// context is a child of [`Context::current`]; a timeout behaves as in
+/// [`run_with_timeout`] (zero: never called; `Duration::MAX`: none).
+#[derive(Clone, Debug, Default)]
+#[must_use = "a task builder does nothing until `run` or `go`"]
+pub struct TaskBuilder {
+    name: Option<Arc<str>>,
+    timeout: Option<Duration>,
+    context: Option<Context>,
+    pool: Option<Pool>,
+}
+
+impl TaskBuilder {
+    /// Names the task (see the type's docs for where the name shows).
+    ///
+    /// ```
+    /// let t = velocity_async::task().name(format!("import.{}", 7)).run(|| 1);
+    /// assert_eq!(t.get().unwrap(), 1);
+    /// ```
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> TaskBuilder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Resolves the task as [`Error::Timeout`] after `timeout`, as
+    /// [`run_with_timeout`] does; the job's context turns done then.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let t = velocity_async::task()
+    ///     .timeout(Duration::from_millis(5))
+    ///     .run(|| velocity_async::Context::current().wait());
+    /// assert!(t.get().unwrap_err().is_timeout());
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> TaskBuilder {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Makes the task's context a child of `ctx` (cancelling `ctx` cancels
+    /// the task), as [`run_with_context`] does.
+    ///
+    /// ```
+    /// let ctx = velocity_async::Context::new();
+    /// ctx.cancel();
+    /// let t = velocity_async::task().context(&ctx).run(|| 1);
+    /// assert!(t.get().unwrap_err().is_cancelled());
+    /// ```
+    pub fn context(mut self, ctx: &Context) -> TaskBuilder {
+        self.context = Some(ctx.clone());
+        self
+    }
+
+    /// Runs the task on `pool`.
+    ///
+    /// ```
+    /// let pool = velocity_async::Pool::builder().thread_name("db").build();
+    /// let name = velocity_async::task()
+    ///     .pool(&pool)
+    ///     .run(|| std::thread::current().name().map(String::from));
+    /// assert_eq!(name.get().unwrap().as_deref(), Some("db"));
+    /// ```
+    pub fn pool(mut self, pool: &Pool) -> TaskBuilder {
+        self.pool = Some(pool.clone());
+        self
+    }
+
+    /// Queues `f` and returns its handle, like [`run`](crate::run) with the
+    /// options given. Never panics; a panic in `f` is [`Error::Panic`] with
+    /// the task's name.
+    ///
+    /// ```
+    /// let t = velocity_async::task().name("answer").run(|| 6 * 7);
+    /// assert_eq!(t.get().unwrap(), 42);
+    /// ```
+    pub fn run<T, F>(self, f: F) -> Task<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone().unwrap_or_else(Pool::current);
+        let parent = self.context.clone().unwrap_or_else(Context::current);
+        spawn_task(&pool.shared, self.spec(&parent), f)
+    }
+
+    /// Runs `f` fire-and-forget, like [`go`](crate::go) with the options
+    /// given: a panic goes to the handler of
+    /// [`set_panic_handler`](crate::set_panic_handler), with the name.
+    ///
+    /// ```
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// velocity_async::task().name("mailer.send").go(move || tx.send(1).unwrap());
+    /// assert_eq!(rx.recv().unwrap(), 1);
+    /// ```
+    pub fn go<F>(self, f: F)
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let pool = self.pool.clone().unwrap_or_else(Pool::current);
+        let parent = self.context.clone().unwrap_or_else(Context::current);
+        let job = go_job(&pool.shared, self.spec(&parent), f, None::<fn(PanicError)>);
+        let _ = submit_go(&pool.shared, job);
+    }
+
+    fn spec<'a>(self, parent: &'a Context) -> Spec<'a> {
+        let spec = Spec {
+            parent,
+            deadline: None,
+            name: self.name,
+        };
+        match self.timeout {
+            Some(t) => spec.with_timeout(t),
+            None => spec,
+        }
+    }
+}
+
+impl Pool {
+    /// A [`TaskBuilder`] for one task on this pool.
+    ///
+    /// ```
+    /// let pool = velocity_async::Pool::builder().build();
+    /// let t = pool.task().name("cache.warm").run(|| "warm");
+    /// assert_eq!(t.get().unwrap(), "warm");
+    /// ```
+    pub fn task(&self) -> TaskBuilder {
+        task().pool(self)
     }
 }
 
@@ -226,7 +434,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    spawn_task(&pool::current(), &Context::current(), None, f)
+    Pool::current().run(f)
 }
 
 /// Runs `f` in the background; the task resolves to [`Error::Timeout`] if `f`
@@ -263,12 +471,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    spawn_task(
-        &pool::current(),
-        &Context::current(),
-        Instant::now().checked_add(timeout),
-        f,
-    )
+    Pool::current().run_with_timeout(timeout, f)
 }
 
 /// Runs `f` in the background under `ctx` (Go: `async.RunWithContext`).
@@ -299,7 +502,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    spawn_task(&pool::current(), ctx, None, f)
+    Pool::current().run_with_context(ctx, f)
 }
 
 /// Runs `f` in the background and forgets it (Go: `async.Go`).
@@ -331,7 +534,7 @@ pub fn go<F>(f: F)
 where
     F: FnOnce() + Send + 'static,
 {
-    let _ = submit_go(&pool::current(), go_job(f, None::<fn(PanicError)>));
+    Pool::current().go(f);
 }
 
 /// Like [`go`], calling `on_panic` with the panic if `f` panics (Go:
@@ -361,7 +564,7 @@ where
     F: FnOnce() + Send + 'static,
     H: FnOnce(PanicError) + Send + 'static,
 {
-    let _ = submit_go(&pool::current(), go_job(f, Some(on_panic)));
+    Pool::current().go_with_recover(f, on_panic);
 }
 
 /// A snapshot of the global pool's counters.

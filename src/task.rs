@@ -196,6 +196,9 @@ pub(crate) struct TaskCell<T, F> {
     func: Mutex<Option<F>>,
     ctx: Context,
     shared: Arc<Shared>,
+    /// Given with the task builder: shown in panic reports, the running
+    /// thread's name, `Pool::running_tasks` and `tracing` spans.
+    name: Option<Arc<str>>,
 }
 
 impl<T, F> TaskCell<T, F>
@@ -208,6 +211,7 @@ where
         shared: &Arc<Shared>,
         parent: &Context,
         deadline: Option<Instant>,
+        name: Option<Arc<str>>,
         f: F,
     ) -> Arc<Self> {
         let external = deadline.is_some();
@@ -220,6 +224,7 @@ where
                 func: Mutex::new(Some(f)),
                 ctx: parent.make_child(deadline, external, Some(hook)),
                 shared: shared.clone(),
+                name,
             }
         })
     }
@@ -249,8 +254,9 @@ where
         }
         let result = {
             let _current = self.ctx.enter();
-            let _span = crate::observe::enter_job("task");
-            panic::catch(f)
+            let _named = self.name.as_ref().map(|n| self.shared.enter_named(n));
+            let _span = crate::observe::enter_job("task", self.name.as_deref());
+            panic::catch_in(self.name.as_ref(), f)
         };
         let panicked = result.is_err();
         // Counted before the outcome is published, so a caller that saw the

@@ -182,11 +182,13 @@ mod tracing_feature {
         within(60, || {
             tracing::subscriber::set_global_default(Capture(AtomicU64::new(0))).unwrap();
             va::run(|| ()).get().unwrap();
+            va::task().name("traced.job").run(|| ()).get().unwrap();
             va::go(|| panic!("traced boom"));
             let saw = |log: &Mutex<Vec<String>>, needle: &str| {
                 log.lock().unwrap().iter().any(|s| s.contains(needle))
             };
             assert!(saw(&SPANS, "velocity_async::job kind=\"task\""));
+            assert!(saw(&SPANS, "name=\"traced.job\""));
             assert!(eventually(30, || saw(&SPANS, "kind=\"go\"")));
             assert!(eventually(30, || saw(&EVENTS, "traced boom")));
         });

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Config, Shared};
 
@@ -105,6 +105,14 @@ impl Pool {
         super::global()
     }
 
+    /// The pool the free functions use: the current worker's pool, else the
+    /// global one.
+    pub(crate) fn current() -> Pool {
+        Pool {
+            shared: super::current(),
+        }
+    }
+
     /// A snapshot of the pool's counters. Each field is read consistently with
     /// the others under the pool's lock, except the monotonic counters.
     ///
@@ -119,6 +127,43 @@ impl Pool {
     /// ```
     pub fn stats(&self) -> Stats {
         self.shared.stats()
+    }
+
+    /// The named tasks running on this pool now, longest-running first:
+    /// tasks and `go` jobs given a name with [`Pool::task`] or
+    /// [`task`](crate::task), including work still running after its task
+    /// timed out or was cancelled. Unnamed work is counted in
+    /// [`Stats`] only.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// let pool = velocity_async::Pool::builder().build();
+    /// let (started_tx, started) = mpsc::channel();
+    /// let (release, release_rx) = mpsc::channel::<()>();
+    /// let task = pool.task().name("nightly.report").run(move || {
+    ///     started_tx.send(()).unwrap();
+    ///     release_rx.recv().unwrap();
+    /// });
+    /// started.recv().unwrap();
+    /// let running = pool.running_tasks();
+    /// assert_eq!(running[0].name(), "nightly.report");
+    /// release.send(()).unwrap();
+    /// task.get().unwrap();
+    /// ```
+    pub fn running_tasks(&self) -> Vec<RunningTask> {
+        let mut runs: Vec<RunningTask> = self
+            .shared
+            .named_runs()
+            .into_iter()
+            .map(|r| RunningTask {
+                name: r.name,
+                started: r.started,
+            })
+            .collect();
+        runs.sort_by_key(|r| r.started);
+        runs
     }
 
     /// Stops accepting work and waits up to `timeout` for everything already
@@ -303,6 +348,25 @@ impl Builder {
         Pool {
             shared: Arc::new(Shared::new(self.config)),
         }
+    }
+}
+
+/// A named task running now (see [`Pool::running_tasks`]).
+#[derive(Clone, Debug)]
+pub struct RunningTask {
+    name: Arc<str>,
+    started: Instant,
+}
+
+impl RunningTask {
+    /// The name given with the task builder.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How long it has been running.
+    pub fn running_for(&self) -> Duration {
+        self.started.elapsed()
     }
 }
 

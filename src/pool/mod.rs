@@ -4,8 +4,8 @@
 //! [`Builder`] in `builder.rs`.
 
 mod builder;
-mod cpu_clock;
 mod monitor;
+mod os;
 mod worker;
 
 use std::cell::RefCell;
@@ -15,11 +15,13 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-pub use builder::{Builder, Pool, ShutdownReport, Stats, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_THREADS};
+pub use builder::{
+    Builder, Pool, RunningTask, ShutdownReport, Stats, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_THREADS,
+};
 
 use crate::error::{Error, SpawnError};
 use crate::task::Runnable;
-use cpu_clock::{ThreadClock, ThreadState};
+use os::{ThreadClock, ThreadState};
 
 /// How eagerly a queued job gets a thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,6 +202,38 @@ pub(crate) struct Shared {
     /// Threads outside the pool running a loop's items themselves (the
     /// caller of `map` or `all`): they occupy a CPU like a running worker.
     external: AtomicUsize,
+    /// Named tasks running now, for `Pool::running_tasks`; unnamed tasks
+    /// never touch it.
+    named: Mutex<Vec<NamedRun>>,
+    next_named: AtomicU64,
+}
+
+/// One named task that is running.
+#[derive(Clone)]
+pub(crate) struct NamedRun {
+    id: u64,
+    pub(crate) name: Arc<str>,
+    pub(crate) started: Instant,
+}
+
+/// Lists a named task as running (and shows its name as the worker thread's)
+/// until dropped.
+pub(crate) struct NamedGuard<'a> {
+    shared: &'a Shared,
+    id: u64,
+    renamed: bool,
+}
+
+impl Drop for NamedGuard<'_> {
+    fn drop(&mut self) {
+        if self.renamed {
+            os::set_thread_name(&self.shared.config.name);
+        }
+        let mut named = self.shared.named.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = named.iter().position(|r| r.id == self.id) {
+            named.swap_remove(i);
+        }
+    }
 }
 
 thread_local! {
@@ -297,6 +331,8 @@ impl Shared {
             spawn_failures: AtomicU64::new(0),
             grow_budget: AtomicUsize::new(0),
             external: AtomicUsize::new(0),
+            named: Mutex::new(Vec::new()),
+            next_named: AtomicU64::new(0),
         }
     }
 
@@ -313,6 +349,34 @@ impl Shared {
     pub(crate) fn active(&self, st: &State) -> usize {
         (st.running + st.waking + self.external.load(Ordering::Relaxed))
             .saturating_sub(self.blocked.load(Ordering::Relaxed))
+    }
+
+    /// Lists the named task about to run on this thread until the guard
+    /// drops; on one of this pool's workers, the thread shows its name.
+    pub(crate) fn enter_named(self: &Arc<Self>, name: &Arc<str>) -> NamedGuard<'_> {
+        let id = self.next_named.fetch_add(1, Ordering::Relaxed);
+        self.named
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(NamedRun {
+                id,
+                name: name.clone(),
+                started: Instant::now(),
+            });
+        let renamed = self.is_own_worker();
+        if renamed {
+            os::set_thread_name(name);
+        }
+        NamedGuard {
+            shared: self,
+            id,
+            renamed,
+        }
+    }
+
+    /// The named tasks running now.
+    pub(crate) fn named_runs(&self) -> Vec<NamedRun> {
+        self.named.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Counts the calling thread as computing for this pool while the guard

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::{cpu_clock, Shared, WorkerInfo};
+use super::{os, Shared, WorkerInfo};
 
 /// A worker counts as blocked over a tick if it used less than this share of
 /// the tick's wall time on a CPU (1/8: a computing worker keeps well above it
@@ -57,7 +57,7 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
             }
         }
         drop(shared);
-        let process_before = (cpu_clock::process_cpu_time(), Instant::now());
+        let process_before = (os::process_cpu_time(), Instant::now());
         std::thread::sleep(interval);
         let Some(shared) = pool.upgrade() else { return };
         let (busy, queued, room) = {
@@ -81,7 +81,7 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
         };
         // Workers descheduled because the CPUs are full look "blocked" by
         // their own clocks; the process clock tells them apart.
-        if let (Some(before), Some(after)) = (process_before.0, cpu_clock::process_cpu_time()) {
+        if let (Some(before), Some(after)) = (process_before.0, os::process_cpu_time()) {
             let wall = process_before.1.elapsed();
             if after.saturating_sub(before) * SATURATED_DEN >= wall * SATURATED_NUM * cpus {
                 samples.clear();

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::cpu_clock::{ThreadClock, ThreadState};
+use super::os::{ThreadClock, ThreadState};
 use super::{MonitorCall, Shared, Sleeper, WorkerInfo, WORKER};
 
 /// The body of every worker thread. `alive` already counts this thread.

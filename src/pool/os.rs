@@ -1,13 +1,17 @@
-//! Reading another thread's CPU clock: how the monitor tells a worker that
-//! computes from one that is blocked (Go's sysmon uses the scheduler's own
-//! knowledge; a library only has the kernel's clocks).
+//! What the pool asks the operating system: another thread's CPU clock and
+//! run state — how the monitor tells a worker that computes from one that is
+//! blocked (Go's sysmon uses the scheduler's own knowledge; a library only
+//! has the kernel's) — and the calling thread's name, which a named task
+//! shows while it runs (`top -H`, `perf`, debuggers).
 //!
 //! Miri cannot run these foreign calls, so under Miri the pool falls back to
-//! the progress-based rule of platforms without thread clocks.
+//! the progress-based rule of platforms without thread clocks, and names are
+//! not shown.
 //!
-//! Three libc calls, each in an `unsafe` block: the only unsafe code outside the
-//! lifetime-erasure module, kept here because it buys the pool's central
-//! property (grow for blocking work, not for CPU work).
+//! Four libc calls, each in an `unsafe` block: the only unsafe code outside
+//! the lifetime-erasure module, kept here because the clocks buy the pool's
+//! central property (grow for blocking work, not for CPU work) and the name
+//! is the diagnostics the task builder promises.
 #![allow(unsafe_code)]
 
 use std::time::Duration;
@@ -119,3 +123,31 @@ impl ThreadState {
         Some(state == "R")
     }
 }
+
+/// Sets the calling thread's name as the kernel shows it (Linux keeps 15
+/// bytes: longer names are cut at a character boundary). Elsewhere, and
+/// under Miri, it does nothing. std's own record of the name
+/// (`thread::current().name()`) does not change.
+#[cfg(all(target_os = "linux", not(miri)))]
+pub(crate) fn set_thread_name(name: &str) {
+    let mut end = name.len().min(15);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut bytes = [0u8; 16];
+    for (b, c) in bytes.iter_mut().zip(name[..end].bytes()) {
+        // An interior NUL would end the C string early: show it as '?'.
+        *b = if c == 0 { b'?' } else { c };
+    }
+    // SAFETY: `bytes` is NUL-terminated (at most 15 bytes are copied into 16
+    // zeroed ones) and outlives the call; `pthread_self()` is always a valid
+    // handle for the calling thread. A failure is only reported through the
+    // return value, which is ignored: a name is diagnostics.
+    unsafe {
+        libc::pthread_setname_np(libc::pthread_self(), bytes.as_ptr().cast());
+    }
+}
+
+/// Sets the calling thread's name; a no-op on this platform.
+#[cfg(not(all(target_os = "linux", not(miri))))]
+pub(crate) fn set_thread_name(_name: &str) {}
