@@ -53,6 +53,7 @@ mod observe;
 mod panic;
 mod parallel;
 mod pool;
+mod progress;
 mod race;
 mod run;
 mod scope;
@@ -68,6 +69,9 @@ pub use panic::set_panic_handler;
 pub use pool::{
     Builder, Pool, RunningTask, ShutdownReport, Stats, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_THREADS,
 };
+#[cfg(feature = "indicatif")]
+pub use progress::progress_bar;
+pub use progress::with_progress;
 pub use race::{first_ok, race, race_with_timeout, RaceJobs};
 pub use run::{
     go, go_with_recover, run, run_with_context, run_with_timeout, shutdown, stats, task,

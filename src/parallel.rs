@@ -24,6 +24,7 @@ use crate::context::Context;
 use crate::error::PanicError;
 use crate::panic;
 use crate::pool;
+use crate::progress::{self, Reporter};
 use crate::scope::{self, Batch, Claims, Join};
 
 /// The cap used when a caller passes a limit of 0.
@@ -49,6 +50,7 @@ pub(crate) struct Options<'a> {
 
 struct Shared<'a, T, R, B> {
     source: Claims<T, R>,
+    progress: Option<Reporter>,
     len: usize,
     launched: AtomicUsize,
     body: &'a B,
@@ -72,8 +74,10 @@ where
     if len == 0 {
         return Ok(Vec::new());
     }
+    let (progress, _no_nested_progress) = progress::start_loop(len);
     let shared = Shared {
         source: Claims::new(items),
+        progress,
         len,
         launched: AtomicUsize::new(1), // the caller
         body,
@@ -151,6 +155,9 @@ where
         let n = batch.len();
         let began = Instant::now();
         run_batch(shared, batch);
+        if let Some(progress) = &shared.progress {
+            progress.advance(n);
+        }
         // Grow the chunk while items are fast; back to one when they are slow.
         if began.elapsed() < FAST_ITEM * n as u32 {
             chunk = (chunk * 2).min(MAX_CHUNK);

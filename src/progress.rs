@@ -1,0 +1,133 @@
+//! Progress of long loops: [`with_progress`] installs a callback that the
+//! `for_each`/`map`/`all` loops started inside it report to.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::panic;
+
+type Callback = Arc<dyn Fn(usize, usize) + Send + Sync + 'static>;
+
+thread_local! {
+    /// The callback for loops this thread starts (see `with_progress`).
+    static CURRENT: RefCell<Option<Callback>> = const { RefCell::new(None) };
+}
+
+/// Runs `f`; each loop — [`for_each`](crate::for_each), [`map`](crate::map),
+/// [`map_n`](crate::map_n), [`try_for_each`](crate::try_for_each),
+/// [`all`](crate::all) and their kin — that `f` starts *on this thread*
+/// reports its progress to `on_progress(done, total)`.
+///
+/// * It is called after each batch of items finishes, from whichever thread
+///   finished it (a worker or this one), one call at a time, with `done`
+///   strictly increasing; when every item ran, the last call has
+///   `done == total`. Loops of 0 items report nothing.
+/// * Batches are one item while items are slow (over 20 µs) and grow to
+///   4,096 while they are fast, so a million tiny items make a few hundred
+///   calls, not a million.
+/// * Loops started by the items themselves (nested loops) do not report.
+/// * A panicking callback is caught and shown to the panic handler; the
+///   loop goes on. After a `try_for_each` stops early, `done` stays below
+///   `total`.
+///
+/// With the `indicatif` feature, [`progress_bar`] adapts a
+/// `indicatif::ProgressBar`.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use velocity_async as va;
+///
+/// let last = Arc::new(AtomicUsize::new(0));
+/// let seen = last.clone();
+/// let squares = va::with_progress(
+///     move |done, total| {
+///         assert!(done <= total);
+///         seen.store(done, Ordering::SeqCst);
+///     },
+///     || va::map(1..=1000u64, |x| x * x),
+/// )
+/// .unwrap();
+/// assert_eq!(squares[999], 1_000_000);
+/// assert_eq!(last.load(Ordering::SeqCst), 1000);
+/// ```
+pub fn with_progress<R>(
+    on_progress: impl Fn(usize, usize) + Send + Sync + 'static,
+    f: impl FnOnce() -> R,
+) -> R {
+    let previous = CURRENT.with(|c| c.replace(Some(Arc::new(on_progress))));
+    let _restore = Restore(previous);
+    f()
+}
+
+/// Puts back the callback that was installed before (on unwind too).
+struct Restore(Option<Callback>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        let _ = CURRENT.try_with(|c| c.replace(previous));
+    }
+}
+
+/// One loop's progress: the callback of `with_progress`, if any.
+pub(crate) struct Reporter {
+    callback: Callback,
+    total: usize,
+    done: AtomicUsize,
+    /// The last `done` reported; the lock also keeps calls one at a time.
+    reported: Mutex<usize>,
+}
+
+/// A loop is starting on this thread: its reporter, if a callback is
+/// installed. Loops its items start on this thread see none until the
+/// returned guard drops.
+pub(crate) fn start_loop(total: usize) -> (Option<Reporter>, impl Drop) {
+    let callback = CURRENT.try_with(|c| c.borrow_mut().take()).ok().flatten();
+    let reporter = callback.clone().map(|callback| Reporter {
+        callback,
+        total,
+        done: AtomicUsize::new(0),
+        reported: Mutex::new(0),
+    });
+    (reporter, Restore(callback))
+}
+
+impl Reporter {
+    /// `n` more items finished.
+    pub(crate) fn advance(&self, n: usize) {
+        let done = self.done.fetch_add(n, Ordering::AcqRel) + n;
+        let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+        if done > *reported {
+            *reported = done;
+            let _ = panic::catch(|| (self.callback)(done, self.total));
+        }
+    }
+}
+
+/// Adapts an `indicatif` progress bar for [`with_progress`]: sets its
+/// length to the loop's total and its position to the items done (needs the
+/// `indicatif` feature).
+///
+/// # Example
+///
+/// ```
+/// use velocity_async as va;
+///
+/// let bar = indicatif::ProgressBar::hidden();
+/// va::with_progress(va::progress_bar(bar.clone()), || {
+///     va::for_each(0..500, 8, |_| {}).unwrap();
+/// });
+/// assert_eq!(bar.position(), 500);
+/// assert_eq!(bar.length(), Some(500));
+/// ```
+#[cfg(feature = "indicatif")]
+pub fn progress_bar(bar: indicatif::ProgressBar) -> impl Fn(usize, usize) + Send + Sync + 'static {
+    move |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    }
+}
