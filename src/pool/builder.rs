@@ -352,6 +352,27 @@ impl Builder {
 }
 
 /// A named task running now (see [`Pool::running_tasks`]).
+///
+/// # Example
+///
+/// ```
+/// use std::sync::mpsc;
+/// use std::time::Duration;
+///
+/// let pool = velocity_async::Pool::builder().build();
+/// let (tx, rx) = mpsc::channel::<()>();
+/// let (started_tx, started) = mpsc::channel();
+/// pool.task().name("export.csv").go(move || {
+///     started_tx.send(()).unwrap();
+///     let _ = rx.recv();
+/// });
+/// started.recv().unwrap();
+/// for t in pool.running_tasks() {
+///     println!("{} has run for {:?}", t.name(), t.running_for());
+/// }
+/// drop(tx);
+/// assert!(pool.shutdown(Duration::from_secs(10)).is_complete());
+/// ```
 #[derive(Clone, Debug)]
 pub struct RunningTask {
     name: Arc<str>,
@@ -360,11 +381,38 @@ pub struct RunningTask {
 
 impl RunningTask {
     /// The name given with the task builder.
+    ///
+    /// ```
+    /// let pool = velocity_async::Pool::builder().build();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let t = pool.task().name("sync.users").run(move || rx.recv().unwrap());
+    /// while pool.running_tasks().is_empty() {
+    ///     std::thread::yield_now();
+    /// }
+    /// assert_eq!(pool.running_tasks()[0].name(), "sync.users");
+    /// tx.send(()).unwrap();
+    /// t.get().unwrap();
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// How long it has been running.
+    /// How long it has been running (from when its job started, not when
+    /// it was submitted).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let pool = velocity_async::Pool::builder().build();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let before = Instant::now();
+    /// let t = pool.task().name("slow").run(move || rx.recv().unwrap());
+    /// while pool.running_tasks().is_empty() {
+    ///     std::thread::yield_now();
+    /// }
+    /// assert!(pool.running_tasks()[0].running_for() <= before.elapsed());
+    /// tx.send(()).unwrap();
+    /// t.get().unwrap();
+    /// ```
     pub fn running_for(&self) -> Duration {
         self.started.elapsed()
     }
