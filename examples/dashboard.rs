@@ -7,10 +7,9 @@
 //!
 //! At start it seeds a database file (users, posts, notifications, daily
 //! stats) and serves it over HTTP (tiny_http). `/dashboard/<user>` loads the
-//! four panels of a user's dashboard with `va::all_with_error` — each panel
-//! borrows the connection pool from the handler's stack and runs its query
-//! on the pool; `/dashboard-seq/<user>` runs the same four queries one after
-//! another. Then it loads itself with a real HTTP client (ureq) from one and
+//! four panels of a user's dashboard with `va::all` — each panel borrows the
+//! connection pool from the handler's stack and runs its query on the pool;
+//! `/dashboard-seq/<user>` runs the same four queries one after another. Then it loads itself with a real HTTP client (ureq) from one and
 //! from four client threads and prints p50/p99 latency and throughput for
 //! both handlers.
 //!
@@ -55,7 +54,7 @@ impl Db {
 }
 
 /// Why a dashboard could not be built: a query failed, or a panel's job
-/// panicked (`va::all_with_error` turns that into this type via `From`).
+/// panicked (`va::all` reports that as a `va::Error`).
 enum PanelError {
     Db(rusqlite::Error),
     Job(va::Error),
@@ -226,15 +225,22 @@ fn render(panels: (String, String, String, String)) -> String {
     )
 }
 
-/// The four panels at once: each job borrows `db` from this stack frame.
+/// The four panels at once with `va::all` (the seed's own example): each
+/// job borrows `db` from this stack frame, and the typed tuple of their
+/// results comes back in order.
 fn dashboard_parallel(db: &Db, user: u32) -> Result<String, PanelError> {
-    let panels = va::all_with_error((
-        || profile(db, user).map_err(PanelError::from),
-        || trending(db).map_err(PanelError::from),
-        || notifications(db, user).map_err(PanelError::from),
-        || stats(db, user).map_err(PanelError::from),
-    ))?;
-    Ok(render(panels))
+    let (user_panel, trending_panel, notifications_panel, stats_panel) = va::all((
+        || profile(db, user),
+        || trending(db),
+        || notifications(db, user),
+        || stats(db, user),
+    ))?; // a panel that panicked
+    Ok(render((
+        user_panel?,
+        trending_panel?,
+        notifications_panel?,
+        stats_panel?,
+    )))
 }
 
 /// The same four queries, one after another.
@@ -248,7 +254,7 @@ fn dashboard_sequential(db: &Db, user: u32) -> Result<String, PanelError> {
 }
 
 const PAGE: &str = r#"<!doctype html><meta charset="utf-8"><title>velocity-async dashboard</title>
-<h1>Dashboard</h1><p>Panels loaded with <code>va::all_with_error</code>:</p><pre id="out">loading…</pre>
+<h1>Dashboard</h1><p>Panels loaded with <code>va::all</code>:</p><pre id="out">loading…</pre>
 <script>fetch('/dashboard/'+Math.floor(Math.random()*2000)).then(r=>r.text()).then(t=>
 document.getElementById('out').textContent=JSON.stringify(JSON.parse(t),null,2))</script>"#;
 
@@ -414,7 +420,8 @@ fn main() {
     }
     let stats = va::stats();
     println!(
-        "\nPool: {} threads alive, {} jobs completed, {} panicked.",
+        "\nPool: {} threads alive now (idle ones retire after the 10 s keep-alive), \
+         {} jobs completed, {} panicked.",
         stats.threads_alive, stats.completed, stats.panicked
     );
 
