@@ -631,6 +631,11 @@ impl<T> Task<T> {
         // system call).
         let _blocked = pool::BlockedGuard::enter();
         let ctx_deadline = self.core.context().and_then(Context::deadline);
+        // An externally cancellable job may still be unstarted on a pool that
+        // has saturated since it was queued; see below. Once an inline run was
+        // refused (a worker took the job, or it never runs inline), only its
+        // outcome is awaited.
+        let mut may_inline = external;
         let mut inner = slot.lock();
         loop {
             if slot.kind.load(Ordering::Acquire) != PENDING {
@@ -649,16 +654,17 @@ impl<T> Task<T> {
             }
             // An externally cancellable job that has not started, on a
             // saturated pool: run it here, or nobody may ever run it.
-            if external && self.core.pool().is_some_and(|p| p.is_saturated()) {
+            if may_inline && self.core.pool().is_some_and(|p| p.is_saturated()) {
                 drop(inner);
                 if self.core.run_inline() {
                     return true;
                 }
+                may_inline = false;
                 inner = slot.lock();
                 continue;
             }
             let mut wake = [until, ctx_deadline].into_iter().flatten().min();
-            if external {
+            if may_inline {
                 let recheck = now + SATURATION_RECHECK;
                 wake = Some(wake.map_or(recheck, |w| w.min(recheck)));
             }

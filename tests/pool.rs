@@ -404,3 +404,50 @@ fn grows_when_a_burst_arrives_while_idle_workers_wake() {
         assert!(pool.stats().threads_alive >= 8);
     });
 }
+
+/// CPU time (user + system) of the calling thread, in clock ticks.
+#[cfg(target_os = "linux")]
+fn thread_cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    // Fields after the command name (which may contain spaces): utime is the
+    // 12th, stime the 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Regression (found by the loom model of context cancellation): a waiter on
+/// a cancellable task that had already started, on a saturated pool, retried
+/// to run it inline in a loop instead of sleeping — a core at 100 % for as
+/// long as the task ran.
+#[cfg(target_os = "linux")]
+#[test]
+fn waiting_on_a_started_cancellable_task_at_the_cap_sleeps() {
+    within(60, || {
+        let pool = Pool::builder().max_threads(1).build();
+        let ctx = va::Context::new();
+        let (started_tx, started) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let task = pool.run_with_context(&ctx, move || {
+            started_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            7
+        });
+        started.recv().unwrap(); // the only worker runs it: the pool is saturated
+        let releaser = std::thread::spawn(move || {
+            // The length of the wait, not synchronisation.
+            std::thread::sleep(Duration::from_millis(500));
+            release.send(()).unwrap();
+        });
+        let before = thread_cpu_ticks();
+        assert_eq!(task.get().unwrap(), 7);
+        let used = thread_cpu_ticks() - before;
+        releaser.join().unwrap();
+        // A sleeping waiter uses ~0 of the 50 ticks (at 100 Hz) the wait
+        // takes; the busy loop used all of them.
+        assert!(
+            used < 25,
+            "the waiter burned {used} ticks of CPU in a 500 ms wait"
+        );
+    });
+}
