@@ -2,11 +2,11 @@
 //! `go_for_each`. The engine is `parallel.rs`: workers pull items, never one
 //! task per item.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 
 use crate::error::{Error, PanicError};
 use crate::parallel::{self, Options};
+use crate::sync::{AtomicBool, Mutex};
 
 /// Calls `f` on every item, at most `limit` at once, and returns when all are
 /// done (Go: `async.ForEach`).

@@ -2,11 +2,12 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
+use crate::sync::{AtomicU8, Condvar, Mutex, MutexGuard};
 use crate::timer::{self, TimerKey};
 
 /// Why a context is done.
@@ -248,8 +249,8 @@ pub struct Context {
     inner: Option<Arc<Inner>>,
 }
 
-thread_local! {
-    static CURRENT: RefCell<Context> = const { RefCell::new(Context { inner: None }) };
+crate::sync::thread_local_const! {
+    static CURRENT: RefCell<Context> = RefCell::new(Context { inner: None });
 }
 
 /// Restores the previous current context on drop.

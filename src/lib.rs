@@ -49,6 +49,8 @@ mod collections;
 mod compile_fail;
 mod context;
 mod error;
+#[cfg(all(test, velocity_loom))]
+mod loom_models;
 mod observe;
 mod panic;
 mod parallel;

@@ -16,8 +16,7 @@
 //!   written straight into its place in the output (`scope::Claims`): no
 //!   lock per chunk, no final copy.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::context::Context;
@@ -26,6 +25,7 @@ use crate::panic;
 use crate::pool;
 use crate::progress::{self, Reporter};
 use crate::scope::{self, Batch, Claims, Join};
+use crate::sync::{AtomicBool, AtomicUsize, Mutex};
 
 /// The cap used when a caller passes a limit of 0.
 pub(crate) const DEFAULT_LIMIT: usize = 1024;

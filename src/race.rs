@@ -12,14 +12,15 @@
 //! lowest-index panic for `race`, every error for `first_ok`): a race never
 //! hangs.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::context::{CancelHook, Context, Reason};
 use crate::error::{Error, PanicError};
 use crate::panic;
 use crate::pool::{self, Job, Shared, Wake};
+use crate::sync::{AtomicUsize, Mutex};
 use crate::task::{Slot, Task, TaskCore};
 
 /// Jobs that [`race`] can run: a tuple of 1 to 12 closures, a `Vec` or an

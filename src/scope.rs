@@ -27,29 +27,29 @@ use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::error::Error;
 use crate::pool::{BlockedGuard, Job, Shared, Wake};
-use crate::sync;
+use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex};
 use crate::task::{spin_until, Runnable, WAIT_SPIN};
 
 /// Counts jobs in flight; `wait` returns when it reaches zero.
 pub(crate) struct Latch {
     /// ORDERING: `count_down` is Release and `wait` reads with Acquire, so
     /// everything a job wrote (its result) is visible after `wait`.
-    pending: sync::AtomicUsize,
-    lock: sync::Mutex<()>,
-    cond: sync::Condvar,
+    pending: AtomicUsize,
+    lock: Mutex<()>,
+    cond: Condvar,
 }
 
 impl Latch {
     fn new() -> Latch {
         Latch {
-            pending: sync::AtomicUsize::new(0),
-            lock: sync::Mutex::new(()),
-            cond: sync::Condvar::new(),
+            pending: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            cond: Condvar::new(),
         }
     }
 
@@ -315,7 +315,7 @@ impl<T, R> Claims<T, R> {
     /// those that exist and returns `None`.
     pub(crate) fn into_outputs(mut self) -> Option<Vec<R>> {
         let len = self.slots.len();
-        let complete = *self.next.get_mut() >= len
+        let complete = self.next.load(Ordering::Relaxed) >= len
             && self
                 .missing
                 .get_mut()
@@ -352,7 +352,7 @@ impl<T, R> Drop for Claims<T, R> {
         if self.slots.is_empty() {
             return;
         }
-        let claimed = (*self.next.get_mut()).min(self.slots.len());
+        let claimed = self.next.load(Ordering::Relaxed).min(self.slots.len());
         let mut missing = std::mem::take(self.missing.get_mut().unwrap_or_else(|e| e.into_inner()));
         missing.sort_unstable();
         let mut gaps = missing.into_iter().peekable();

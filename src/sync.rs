@@ -1,18 +1,72 @@
-//! The synchronisation primitives of the two protocols that are
-//! model-checked with [loom](https://docs.rs/loom): a task's outcome slot
-//! (`task::Slot`) and the join latch of the borrowing combinators
-//! (`scope::Latch`). They are std's, or loom's when the crate is built with
-//! `RUSTFLAGS="--cfg velocity_loom"` (see `docs/RELIABILITY.md`); nothing
-//! else changes between the two builds.
+//! The synchronisation primitives of everything that is model-checked with
+//! [loom](https://docs.rs/loom): the pool's queue, idle list and
+//! retirement (`pool`), a task's outcome slot (`task::Slot`), contexts
+//! (`context`), the bookkeeping of a race (`race`) and the join latch of the
+//! borrowing combinators (`scope::Latch`). They are std's, or loom's when
+//! the crate is built with `RUSTFLAGS="--cfg velocity_loom"` (see
+//! `docs/RELIABILITY.md`).
+//!
+//! Only three things behave differently under loom, each because loom has no
+//! clock: a timed park with a zero timeout returns at once and any other
+//! parks until unparked ([`thread::park_timeout`]); waiters do not spin
+//! (`task::spin_until_resolved`); and the pool's monitor thread, which
+//! samples CPU clocks over wall-clock ticks, is never started (the pool then
+//! takes the path it takes when the monitor thread cannot be spawned).
+//! Statics (the panic handler, the timer list, the global pool) stay std's:
+//! loom objects cannot outlive one explored execution.
 
 #[cfg(not(velocity_loom))]
 pub(crate) use std::sync::{
-    atomic::{AtomicU8, AtomicUsize},
+    atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize},
     Condvar, Mutex, MutexGuard,
 };
 
 #[cfg(velocity_loom)]
 pub(crate) use loom::sync::{
-    atomic::{AtomicU8, AtomicUsize},
+    atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize},
     Condvar, Mutex, MutexGuard,
 };
+
+/// Threads: std's, or loom's simulated ones.
+pub(crate) mod thread {
+    use std::time::Duration;
+
+    #[cfg(not(velocity_loom))]
+    pub(crate) use std::thread::{current, park, Builder, Thread};
+
+    #[cfg(velocity_loom)]
+    pub(crate) use loom::thread::{current, park, Builder, Thread};
+
+    /// Parks the current thread until unparked or `timeout` passes.
+    #[cfg(not(velocity_loom))]
+    pub(crate) fn park_timeout(timeout: Duration) {
+        std::thread::park_timeout(timeout);
+    }
+
+    /// Under loom time does not pass: a zero timeout has expired already
+    /// (so a zero keep-alive models a worker retiring), any other one never
+    /// expires (the worker sleeps until unparked).
+    #[cfg(velocity_loom)]
+    pub(crate) fn park_timeout(timeout: Duration) {
+        if !timeout.is_zero() {
+            loom::thread::park();
+        }
+    }
+}
+
+/// `thread_local!` with a `const` initialiser: std's, or loom's per
+/// simulated thread (loom runs every simulated thread on one OS thread, so
+/// std's thread-locals would be shared between them).
+macro_rules! thread_local_const {
+    ($(#[$attr:meta])* static $name:ident: $t:ty = $init:expr;) => {
+        #[cfg(not(velocity_loom))]
+        std::thread_local! {
+            $(#[$attr])* static $name: $t = const { $init };
+        }
+        #[cfg(velocity_loom)]
+        loom::thread_local! {
+            $(#[$attr])* static $name: $t = $init;
+        }
+    };
+}
+pub(crate) use thread_local_const;

@@ -21,8 +21,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ use crate::context::{CancelHook, Context, Reason};
 use crate::error::Error;
 use crate::panic;
 use crate::pool::{self, Shared};
-use crate::sync::{AtomicU8, Condvar, Mutex as SlotMutex, MutexGuard};
+use crate::sync::{AtomicBool, AtomicU8, Condvar, Mutex, MutexGuard};
 
 // Outcome kinds. ORDERING: `kind` is stored (Release) under the slot's mutex
 // after the outcome is written; a lock-free Acquire load that sees a non-
@@ -62,7 +62,7 @@ struct SlotInner<T> {
 /// Where a task's outcome lands: decided once, first writer wins.
 pub(crate) struct Slot<T> {
     kind: AtomicU8,
-    inner: SlotMutex<SlotInner<T>>,
+    inner: Mutex<SlotInner<T>>,
     cond: Condvar,
 }
 
@@ -70,7 +70,7 @@ impl<T> Slot<T> {
     pub(crate) fn new() -> Self {
         Slot {
             kind: AtomicU8::new(PENDING),
-            inner: SlotMutex::new(SlotInner {
+            inner: Mutex::new(SlotInner {
                 outcome: None,
                 sleepers: 0,
                 wakers: Vec::new(),

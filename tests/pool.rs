@@ -451,3 +451,63 @@ fn waiting_on_a_started_cancellable_task_at_the_cap_sleeps() {
         );
     });
 }
+
+fn thread_name() -> String {
+    std::thread::current().name().unwrap_or("").to_owned()
+}
+
+#[test]
+fn install_puts_the_free_functions_on_that_pool_and_restores_after() {
+    within(60, || {
+        let outer = Pool::builder().thread_name("outer").build();
+        let inner = Pool::builder().thread_name("inner").build();
+        let names = outer.install(|| {
+            let run = va::run(thread_name).get().unwrap();
+            let (a, b) = va::all((thread_name, thread_name)).unwrap();
+            let nested = inner.install(|| va::run(thread_name).get().unwrap());
+            // Back to `outer` once the nested install returned.
+            let after = va::race((thread_name,)).get().unwrap();
+            // Work started on a worker stays on that worker's pool.
+            let deep = va::run(|| va::run(thread_name).get().unwrap())
+                .get()
+                .unwrap();
+            (run, a, b, nested, after, deep)
+        });
+        assert_eq!(names.0, "outer");
+        // The caller of `all` runs one job itself; a helper runs on `outer`.
+        assert!([&names.1, &names.2]
+            .iter()
+            .all(|n| **n == "outer" || **n == thread_name()));
+        assert_eq!(names.3, "inner");
+        assert_eq!(names.4, "outer");
+        assert_eq!(names.5, "outer");
+        // Outside: the global pool again.
+        assert_eq!(va::run(thread_name).get().unwrap(), "velocity-async");
+        assert!(outer.stats().completed >= 4);
+    });
+}
+
+#[test]
+fn install_restores_the_previous_pool_when_f_panics() {
+    within(60, || {
+        let pool = Pool::builder().thread_name("doomed").build();
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.install(|| {
+                assert_eq!(va::run(thread_name).get().unwrap(), "doomed");
+                std::panic::panic_any("planned");
+            })
+        }));
+        assert_eq!(*unwound.unwrap_err().downcast::<&str>().unwrap(), "planned");
+        assert_eq!(va::run(thread_name).get().unwrap(), "velocity-async");
+    });
+}
+
+#[test]
+fn install_on_a_shut_down_pool_refuses_the_work_inside() {
+    within(60, || {
+        let pool = Pool::builder().build();
+        assert!(pool.shutdown(Duration::from_secs(10)).is_complete());
+        let err = pool.install(|| va::run(|| 1).get()).unwrap_err();
+        assert!(err.to_string().contains("shut down"), "{err}");
+    });
+}

@@ -193,6 +193,36 @@ impl Pool {
     pub fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         self.shared.shutdown(timeout)
     }
+
+    /// Runs `f` on the calling thread with this pool as the one the free
+    /// functions use: [`run`](crate::run), [`go`](crate::go),
+    /// [`all`](crate::all), [`race`](crate::race), [`map`](crate::map),
+    /// [`for_each`](crate::for_each) and the rest, called inside `f`, put
+    /// their work on this pool instead of the global one (rayon's
+    /// `ThreadPool::install`, without moving `f` to another thread). Work
+    /// running on the pool's workers uses the pool anyway, so everything
+    /// nested inside stays on it too.
+    ///
+    /// Installs nest (the innermost wins) and the previous pool is restored
+    /// when `f` returns or unwinds; a panic in `f` propagates unchanged. If
+    /// the pool is shut down, what `f` submits is refused as on
+    /// [`Pool::run`]. Returns `f`'s value.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use velocity_async as va;
+    /// // At most 8 database calls at once, whatever the global pool does.
+    /// let db = va::Pool::builder().max_threads(8).thread_name("db").build();
+    /// let names = db.install(|| {
+    ///     va::map((1..=20).collect::<Vec<u32>>(), |id| format!("user {id}")).unwrap()
+    /// });
+    /// assert_eq!(names[19], "user 20");
+    /// assert!(db.stats().threads_spawned <= 8);
+    /// ```
+    pub fn install<R>(&self, f: impl FnOnce() -> R) -> R {
+        super::install(&self.shared, f)
+    }
 }
 
 /// Configures a [`Pool`].

@@ -10,9 +10,8 @@ mod worker;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::thread::Thread;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use builder::{
@@ -20,6 +19,8 @@ pub use builder::{
 };
 
 use crate::error::{Error, SpawnError};
+use crate::sync::thread::{self, Thread};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard};
 use crate::task::Runnable;
 use os::{ThreadClock, ThreadState};
 
@@ -236,19 +237,52 @@ impl Drop for NamedGuard<'_> {
     }
 }
 
-thread_local! {
+crate::sync::thread_local_const! {
     /// The pool and worker record of the current thread, if it is a worker.
-    static WORKER: RefCell<Option<(Arc<Shared>, Arc<WorkerInfo>)>> = const { RefCell::new(None) };
+    static WORKER: RefCell<Option<(Arc<Shared>, Arc<WorkerInfo>)>> = RefCell::new(None);
 }
 
-/// The pool that free functions use: the current worker's pool, else the
-/// global one.
+crate::sync::thread_local_const! {
+    /// The pool installed on this thread by `Pool::install`, if any.
+    static INSTALLED: RefCell<Option<Arc<Shared>>> = RefCell::new(None);
+}
+
+/// The pool that free functions use: the one installed on this thread, else
+/// the current worker's pool, else the global one.
 pub(crate) fn current() -> Arc<Shared> {
-    WORKER
-        .try_with(|w| w.borrow().as_ref().map(|(s, _)| s.clone()))
+    INSTALLED
+        .try_with(|i| i.borrow().clone())
         .ok()
         .flatten()
+        .or_else(|| {
+            WORKER
+                .try_with(|w| w.borrow().as_ref().map(|(s, _)| s.clone()))
+                .ok()
+                .flatten()
+        })
         .unwrap_or_else(|| global().shared.clone())
+}
+
+/// Restores the previously installed pool when dropped (also on unwind).
+struct InstallGuard {
+    previous: Option<Arc<Shared>>,
+}
+
+impl Drop for InstallGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        let _ = INSTALLED.try_with(|i| *i.borrow_mut() = previous);
+    }
+}
+
+/// Runs `f` with `shared` as the pool of the free functions on this thread.
+pub(crate) fn install<R>(shared: &Arc<Shared>, f: impl FnOnce() -> R) -> R {
+    let previous = INSTALLED
+        .try_with(|i| i.borrow_mut().replace(shared.clone()))
+        .ok()
+        .flatten();
+    let _guard = InstallGuard { previous };
+    f()
 }
 
 /// The lazily built global pool (default settings).
@@ -523,7 +557,7 @@ impl Shared {
 
     /// Starts a worker thread; `alive` was already incremented for it.
     fn spawn_worker(self: &Arc<Self>) {
-        let mut builder = std::thread::Builder::new().name(self.config.name.clone());
+        let mut builder = thread::Builder::new().name(self.config.name.clone());
         if let Some(size) = self.config.stack_size {
             builder = builder.stack_size(size);
         }
@@ -587,6 +621,9 @@ impl Shared {
         match call {
             MonitorCall::Nothing => {}
             MonitorCall::Notify => self.monitor_wake.notify_one(),
+            // Under loom (no clock to tick by) the monitor is never started:
+            // the pool takes the path of a monitor that could not be spawned.
+            MonitorCall::Start if cfg!(velocity_loom) => self.lock().monitor = false,
             MonitorCall::Start => {
                 let weak = Arc::downgrade(self);
                 let spawned = std::thread::Builder::new()

@@ -1,11 +1,12 @@
 //! A worker thread's life: take a job, run it, spin briefly, sleep, retire.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::os::{ThreadClock, ThreadState};
 use super::{MonitorCall, Shared, Sleeper, WorkerInfo, WORKER};
+use crate::sync::{thread, AtomicBool};
 
 /// The body of every worker thread. `alive` already counts this thread.
 pub(super) fn main_loop(shared: Arc<Shared>) {
@@ -28,7 +29,7 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
     let _ = WORKER.try_with(|w| *w.borrow_mut() = Some((shared.clone(), info.clone())));
     shared.pass_on_growth();
     let sleeper = Arc::new(Sleeper {
-        thread: std::thread::current(),
+        thread: thread::current(),
         notified: AtomicBool::new(false),
     });
 
@@ -100,8 +101,8 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
         let deadline = Instant::now().checked_add(shared.config.keep_alive);
         loop {
             match deadline {
-                Some(d) => std::thread::park_timeout(d.saturating_duration_since(Instant::now())),
-                None => std::thread::park(),
+                Some(d) => thread::park_timeout(d.saturating_duration_since(Instant::now())),
+                None => thread::park(),
             }
             if sleeper.notified.load(Ordering::Relaxed) {
                 break;

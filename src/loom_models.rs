@@ -1,0 +1,276 @@
+//! Loom models of the protocols that span modules: the pool's submit, idle,
+//! retirement and shutdown paths, a context cancelled while its task
+//! completes, a race's first-wins bookkeeping, the join of `all` with a
+//! panicking job, and the `for_each` limit. Each runs the crate's real code
+//! on a real [`Pool`] built under `--cfg velocity_loom`, where every lock,
+//! condition variable, atomic, thread and park in those paths is loom's (see
+//! `src/sync.rs`). Loom fails a model when a thread sleeps forever (a lost
+//! wake-up), when an assertion fails in any interleaving, or on a data race.
+//!
+//! Run with `RUSTFLAGS="--cfg velocity_loom" LOOM_MAX_PREEMPTIONS=2 cargo
+//! test --release --lib loom_`. `docs/RELIABILITY.md` lists the bug planted
+//! in each path to check that its model catches it.
+
+use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use crate::sync::{Condvar, Mutex};
+use crate::{Context, Pool};
+
+/// Marks the panics the models raise on purpose; std's hook stays quiet for
+/// them (and only them), so thousands of explored executions do not flood
+/// the output.
+const PLANNED: &str = "planned panic in a loom model";
+
+fn quiet_planned_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&PLANNED) {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// A pool for a model: `max` threads, all of them computing (no monitor is
+/// needed to reach the cap), no spinning (loom has no clock to spin by).
+fn pool(max: usize, keep_alive: Duration) -> Pool {
+    Pool::builder()
+        .max_threads(max)
+        .target_running(max)
+        .spin(Duration::ZERO)
+        .keep_alive(keep_alive)
+        .build()
+}
+
+/// Idle workers sleep until woken: the keep-alive never passes.
+const FOREVER: Duration = Duration::from_secs(3600);
+
+/// Counts finished jobs; `wait_for(n)` sleeps until `n` have finished. A
+/// job that is never run leaves its waiter asleep, which loom reports.
+#[derive(Clone)]
+struct Done(Arc<(Mutex<usize>, Condvar)>);
+
+impl Done {
+    fn new() -> Done {
+        Done(Arc::new((Mutex::new(0), Condvar::new())))
+    }
+
+    fn add(&self) {
+        *self.0 .0.lock().unwrap() += 1;
+        self.0 .1.notify_all();
+    }
+
+    fn wait_for(&self, n: usize) {
+        let mut count = self.0 .0.lock().unwrap();
+        while *count < n {
+            count = self.0 .1.wait(count).unwrap();
+        }
+    }
+}
+
+/// Counts how many values were made and how many dropped.
+#[derive(Clone, Default)]
+struct Ledger {
+    made: Arc<StdAtomicUsize>,
+    dropped: Arc<StdAtomicUsize>,
+}
+
+struct Counted(Ledger);
+
+impl Ledger {
+    fn make(&self) -> Counted {
+        self.made.fetch_add(1, Ordering::SeqCst);
+        Counted(self.clone())
+    }
+
+    fn balanced(&self) -> bool {
+        self.made.load(Ordering::SeqCst) == self.dropped.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Checks the pool's accounting after everything settled.
+fn assert_settled(pool: &Pool, max: usize) {
+    let stats = pool.stats();
+    assert!(stats.threads_alive <= max, "cap exceeded: {stats:?}");
+    assert!(
+        stats.threads_idle + stats.threads_running <= stats.threads_alive,
+        "{stats:?}"
+    );
+    assert_eq!(stats.queued, 0, "{stats:?}");
+}
+
+/// Two threads submit to a pool capped at one thread while its only worker
+/// finishes a job and goes idle (tokio issue 8056's shape): both jobs run.
+/// A worker that parked with work queued, or a submitter that saw no idle
+/// worker and queued without anyone left to look, sleeps forever here.
+#[test]
+fn loom_pool_submit_races_the_worker_going_idle_at_the_cap() {
+    loom::model(|| {
+        let pool = pool(1, FOREVER);
+        let done = Done::new();
+        let (p, d) = (pool.clone(), done.clone());
+        let other = loom::thread::spawn(move || p.go(move || d.add()));
+        let d = done.clone();
+        pool.go(move || d.add());
+        done.wait_for(2);
+        other.join().unwrap();
+        assert!(pool.shutdown(Duration::MAX).is_complete());
+        assert_settled(&pool, 1);
+        assert_eq!(pool.stats().completed, 2);
+    });
+}
+
+/// A job is submitted while the only worker's keep-alive (zero here, so it
+/// passes at once) runs out: either the submitter wakes the worker before
+/// it leaves the idle list, or the worker sees the queued job before it
+/// retires, or a new worker is started. The job always runs and the cap
+/// holds.
+#[test]
+fn loom_pool_submit_races_keep_alive_retirement() {
+    loom::model(|| {
+        let pool = pool(1, Duration::ZERO);
+        let done = Done::new();
+        let d = done.clone();
+        pool.go(move || d.add());
+        done.wait_for(1);
+        let d = done.clone();
+        pool.go(move || d.add());
+        done.wait_for(2);
+        assert!(pool.shutdown(Duration::MAX).is_complete());
+        assert_settled(&pool, 1);
+    });
+}
+
+/// `shutdown` races a submission: a job accepted before the pool closed has
+/// run by the time `shutdown` returns; a refused one was never called; the
+/// closure is dropped exactly once either way.
+#[test]
+fn loom_pool_shutdown_races_submit() {
+    loom::model(|| {
+        let pool = pool(1, FOREVER);
+        let ran = Arc::new(StdAtomicUsize::new(0));
+        let ledger = Ledger::default();
+        let (p, r, token) = (pool.clone(), ran.clone(), ledger.make());
+        let submitter = loom::thread::spawn(move || {
+            p.try_go(move || {
+                let _token = token;
+                r.fetch_add(1, Ordering::SeqCst);
+            })
+            .is_ok()
+        });
+        let report = pool.shutdown(Duration::MAX);
+        let ran_at_shutdown = ran.load(Ordering::SeqCst);
+        let accepted = submitter.join().unwrap();
+        assert!(report.is_complete());
+        assert_eq!(ran_at_shutdown, usize::from(accepted));
+        assert_eq!(ran.load(Ordering::SeqCst), usize::from(accepted));
+        assert!(ledger.balanced());
+    });
+}
+
+/// A context is cancelled while its task completes: the task resolves to
+/// exactly one outcome (its value, or `Cancelled`) and wakes its waiter; a
+/// value made after the cancel won is dropped exactly once.
+#[test]
+fn loom_context_cancel_races_completion() {
+    loom::model(|| {
+        let pool = pool(1, FOREVER);
+        let ledger = Ledger::default();
+        let ctx = Context::new();
+        let l = ledger.clone();
+        let task = pool.run_with_context(&ctx, move || l.make());
+        let c = ctx.clone();
+        let canceller = loom::thread::spawn(move || c.cancel());
+        match task.get() {
+            Ok(value) => drop(value),
+            Err(e) => assert!(e.is_cancelled(), "{e}"),
+        }
+        canceller.join().unwrap();
+        assert!(ctx.is_done());
+        assert!(pool.shutdown(Duration::MAX).is_complete());
+        assert!(ledger.balanced());
+    });
+}
+
+/// Two racers both finish with a value: one wins, the race resolves to it,
+/// the loser's value is dropped exactly once.
+#[test]
+fn loom_race_first_value_wins_and_the_loser_is_dropped() {
+    loom::model(|| {
+        let pool = pool(2, FOREVER);
+        let ledger = Ledger::default();
+        let (a, b) = (ledger.clone(), ledger.clone());
+        let winner = pool.install(|| crate::race((move || a.make(), move || b.make())));
+        let value = winner.get().expect("a racer returned a value");
+        // The winner's value is alive; the loser may not have finished yet.
+        assert!(ledger.made.load(Ordering::SeqCst) > ledger.dropped.load(Ordering::SeqCst));
+        drop(value);
+        assert!(pool.shutdown(Duration::MAX).is_complete());
+        assert!(ledger.balanced());
+    });
+}
+
+/// Every racer panics: the race resolves to a panic error (Velocity's own
+/// `Race` hung here), whichever finishes last.
+#[test]
+fn loom_race_every_job_failing_is_an_error_not_a_hang() {
+    quiet_planned_panics();
+    loom::model(|| {
+        let pool = pool(2, FOREVER);
+        let failing = || -> u8 { std::panic::panic_any(PLANNED) };
+        let race = pool.install(|| crate::race((failing, failing)));
+        let err = race.get().expect_err("every racer panicked");
+        assert!(err.is_panic(), "{err}");
+        assert!(pool.shutdown(Duration::MAX).is_complete());
+    });
+}
+
+/// `all` with a panicking job returns the panic only after the other job
+/// finished and its write is visible (the join barrier).
+#[test]
+fn loom_all_with_a_panicking_job_joins_before_returning() {
+    quiet_planned_panics();
+    loom::model(|| {
+        let pool = pool(2, FOREVER);
+        let mut written = 0u8;
+        let out = pool
+            .install(|| crate::all((|| written = 7, || -> () { std::panic::panic_any(PLANNED) })));
+        assert!(out.expect_err("job 1 panicked").is_panic());
+        assert_eq!(written, 7);
+        assert!(pool.shutdown(Duration::MAX).is_complete());
+    });
+}
+
+/// `for_each` with limit 2 on a pool that could run 3 at once: never more
+/// than 2 items run at the same time, and each item runs exactly once.
+#[test]
+fn loom_for_each_never_exceeds_its_limit() {
+    loom::model(|| {
+        let pool = pool(3, FOREVER);
+        let running = crate::sync::AtomicUsize::new(0);
+        let most = StdAtomicUsize::new(0);
+        let seen: Vec<StdAtomicUsize> = (0..3).map(|_| StdAtomicUsize::new(0)).collect();
+        pool.install(|| {
+            crate::for_each(vec![0usize, 1, 2], 2, |i| {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                seen[i].fetch_add(1, Ordering::SeqCst);
+                running.fetch_sub(1, Ordering::SeqCst);
+            })
+        })
+        .expect("no item panicked");
+        assert!(most.load(Ordering::SeqCst) <= 2);
+        assert!(seen.iter().all(|s| s.load(Ordering::SeqCst) == 1));
+        assert!(pool.shutdown(Duration::MAX).is_complete());
+    });
+}
