@@ -236,17 +236,26 @@ fn loom_race_every_job_failing_is_an_error_not_a_hang() {
 }
 
 /// `all` with a panicking job returns the panic only after the other job
-/// finished and its write is visible (the join barrier).
+/// finished and its write is visible (the join barrier), whichever job the
+/// caller runs itself and whichever a worker runs.
 #[test]
 fn loom_all_with_a_panicking_job_joins_before_returning() {
     quiet_planned_panics();
     loom::model(|| {
         let pool = pool(2, FOREVER);
-        let mut written = 0u8;
-        let out = pool
-            .install(|| crate::all((|| written = 7, || -> () { std::panic::panic_any(PLANNED) })));
-        assert!(out.expect_err("job 1 panicked").is_panic());
-        assert_eq!(written, 7);
+        let (mut first, mut second) = (0u8, 0u8);
+        let out = pool.install(|| {
+            crate::all((
+                || {
+                    first = 1;
+                    std::panic::panic_any(PLANNED)
+                },
+                || second = 2,
+            ))
+        });
+        let err: crate::Error = out.map(|((), ())| ()).expect_err("job 0 panicked");
+        assert!(err.is_panic());
+        assert_eq!((first, second), (1, 2));
         assert!(pool.shutdown(Duration::MAX).is_complete());
     });
 }

@@ -159,7 +159,8 @@ where
             progress.advance(n);
         }
         // Grow the chunk while items are fast; back to one when they are slow.
-        if began.elapsed() < FAST_ITEM * n as u32 {
+        // (Under loom the clock must not steer the model: one at a time.)
+        if !cfg!(velocity_loom) && began.elapsed() < FAST_ITEM * n as u32 {
             chunk = (chunk * 2).min(MAX_CHUNK);
         } else {
             chunk = 1;

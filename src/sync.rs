@@ -6,10 +6,11 @@
 //! the crate is built with `RUSTFLAGS="--cfg velocity_loom"` (see
 //! `docs/RELIABILITY.md`).
 //!
-//! Only three things behave differently under loom, each because loom has no
+//! Only four things behave differently under loom, each because loom has no
 //! clock: a timed park with a zero timeout returns at once and any other
 //! parks until unparked ([`thread::park_timeout`]); waiters do not spin
-//! (`task::spin_until_resolved`); and the pool's monitor thread, which
+//! (`task::spin_until`); the loop engine's chunks stay at one item (their
+//! size follows measured item times); and the pool's monitor thread, which
 //! samples CPU clocks over wall-clock ticks, is never started (the pool then
 //! takes the path it takes when the monitor thread cannot be spawned).
 //! Statics (the panic handler, the timer list, the global pool) stay std's:
