@@ -45,6 +45,8 @@
 #![warn(missing_debug_implementations)]
 
 mod all;
+#[cfg(all(test, not(velocity_loom)))]
+mod borrow_tests;
 mod collections;
 mod compile_fail;
 mod context;

@@ -207,6 +207,11 @@ pub(crate) struct Shared {
     /// never touch it.
     named: Mutex<Vec<NamedRun>>,
     next_named: AtomicU64,
+    /// Unit tests only: the pool's threads, so `shutdown_and_join` can join
+    /// them (Miri's leak check fails a test that ends with threads running).
+    /// Everywhere else threads are detached.
+    #[cfg(all(test, not(velocity_loom)))]
+    handles: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 /// One named task that is running.
@@ -367,6 +372,8 @@ impl Shared {
             external: AtomicUsize::new(0),
             named: Mutex::new(Vec::new()),
             next_named: AtomicU64::new(0),
+            #[cfg(all(test, not(velocity_loom)))]
+            handles: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -563,8 +570,9 @@ impl Shared {
         }
         let shared = self.clone();
         match builder.spawn(move || worker::main_loop(shared)) {
-            Ok(_) => {
+            Ok(handle) => {
                 self.spawned.fetch_add(1, Ordering::Relaxed);
+                self.keep_handle(handle);
             }
             Err(e) => self.spawn_failed(e),
         }
@@ -629,11 +637,44 @@ impl Shared {
                 let spawned = std::thread::Builder::new()
                     .name(format!("{}-monitor", self.config.name))
                     .spawn(move || monitor::main_loop(weak));
-                if spawned.is_err() {
+                if let Ok(handle) = spawned {
+                    self.keep_handle(handle);
+                } else {
                     // Without a monitor the pool still grows on blocked
                     // waits; the next backed-up submission tries again.
                     self.lock().monitor = false;
                 }
+            }
+        }
+    }
+
+    /// Unit tests keep the pool's threads to join them; otherwise they are
+    /// detached.
+    #[cfg(all(test, not(velocity_loom)))]
+    fn keep_handle(&self, handle: std::thread::JoinHandle<()>) {
+        self.handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
+    }
+
+    #[cfg(not(all(test, not(velocity_loom))))]
+    fn keep_handle<H>(&self, _handle: H) {}
+
+    /// Unit tests only: shuts down, waiting as long as it takes, then joins
+    /// every thread the pool started (a worker may start more while
+    /// finishing, so until none is left).
+    #[cfg(all(test, not(velocity_loom)))]
+    pub(crate) fn shutdown_and_join(&self) -> ShutdownReport {
+        let report = self.shutdown(Duration::MAX);
+        loop {
+            let handles =
+                std::mem::take(&mut *self.handles.lock().unwrap_or_else(|e| e.into_inner()));
+            if handles.is_empty() {
+                return report;
+            }
+            for h in handles {
+                let _ = h.join();
             }
         }
     }
