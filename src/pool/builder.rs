@@ -225,6 +225,14 @@ impl Pool {
     }
 }
 
+/// Longer spinning only burns CPU: a sleeping thread wakes in ~25 µs.
+const MAX_SPIN: Duration = Duration::from_millis(10);
+/// Ticks shorter than this only cost CPU.
+const MIN_MONITOR_INTERVAL: Duration = Duration::from_micros(10);
+/// Ticks longer than this would leave blocked work starving for that long
+/// before the pool grows.
+const MAX_MONITOR_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Configures a [`Pool`].
 ///
 /// # Example
@@ -303,7 +311,8 @@ impl Builder {
     }
 
     /// The name of the pool's threads (shown by debuggers, `top -H`, panic
-    /// messages). Linux shows the first 15 bytes.
+    /// messages). Linux shows the first 15 bytes. NUL bytes, which thread
+    /// names cannot hold, are removed.
     ///
     /// ```
     /// let pool = velocity_async::Pool::builder().thread_name("db-pool").build();
@@ -311,7 +320,10 @@ impl Builder {
     /// assert_eq!(name.as_deref(), Some("db-pool"));
     /// ```
     pub fn thread_name(mut self, name: impl Into<String>) -> Builder {
-        self.config.name = name.into();
+        let mut name = name.into();
+        // std refuses (panics on) thread names with NUL bytes.
+        name.retain(|c| c != '\0');
+        self.config.name = name;
         self
     }
 
@@ -342,7 +354,8 @@ impl Builder {
 
     /// How long an idle thread spins for new work before it sleeps (default
     /// 50 µs). Spinning costs CPU but turns a ~25 µs wake-up into a hand-off
-    /// of well under a microsecond. `Duration::ZERO` never spins.
+    /// of well under a microsecond. `Duration::ZERO` never spins; longer than
+    /// 10 ms is taken as 10 ms.
     ///
     /// ```
     /// use std::time::Duration;
@@ -351,12 +364,13 @@ impl Builder {
     /// assert_eq!(pool.run(|| 3).get().unwrap(), 3);
     /// ```
     pub fn spin(mut self, d: Duration) -> Builder {
-        self.config.spin = d;
+        self.config.spin = d.min(MAX_SPIN);
         self
     }
 
     /// How often the monitor checks for blocked workers while work waits
-    /// (default 500 µs). Clamped to at least 10 µs.
+    /// (default 500 µs). Clamped to between 10 µs and 1 s, so a huge value
+    /// cannot leave blocked work starving.
     ///
     /// ```
     /// use std::time::Duration;
@@ -364,7 +378,7 @@ impl Builder {
     /// assert_eq!(pool.run(|| 4).get().unwrap(), 4);
     /// ```
     pub fn monitor_interval(mut self, d: Duration) -> Builder {
-        self.config.monitor_interval = d.max(Duration::from_micros(10));
+        self.config.monitor_interval = d.clamp(MIN_MONITOR_INTERVAL, MAX_MONITOR_INTERVAL);
         self
     }
 
