@@ -23,6 +23,21 @@ fn scaled(n: usize) -> usize {
     }
 }
 
+/// A pool whose idle workers never retire during a test: a lost wake-up
+/// then hangs (and `within` fails the test) instead of being healed by the
+/// next keep-alive expiry 10 s later.
+fn stress_pool() -> Pool {
+    Pool::builder()
+        .keep_alive(Duration::from_secs(3600))
+        .build()
+}
+
+/// `within(300, f)`, with a fresh `stress_pool()` installed for the free
+/// functions `f` calls.
+fn on_stress_pool<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    within(300, move || stress_pool().install(f))
+}
+
 /// Thousands of deliberate panics: keep std's hook from printing each one.
 fn quiet_panics() {
     static ONCE: Once = Once::new();
@@ -48,7 +63,7 @@ impl Rng {
 fn a_million_go_calls_each_run_and_drop_exactly_once() {
     within(300, || {
         let n = scaled(1_000_000);
-        let pool = Pool::builder().build();
+        let pool = stress_pool();
         let ran = Arc::new(AtomicUsize::new(0));
         let dropped = Arc::new(AtomicUsize::new(0));
         for _ in 0..n {
@@ -71,7 +86,7 @@ fn a_million_go_calls_each_run_and_drop_exactly_once() {
 fn run_and_get_from_eight_submitting_threads() {
     within(300, || {
         let per_thread = scaled(100_000) / 8;
-        let pool = Pool::builder().build();
+        let pool = stress_pool();
         std::thread::scope(|s| {
             for t in 0..8u64 {
                 let pool = &pool;
@@ -92,7 +107,7 @@ fn run_and_get_from_eight_submitting_threads() {
 fn timeouts_at_the_edge_resolve_to_exactly_one_consistent_outcome() {
     within(300, || {
         let n = scaled(10_000);
-        let pool = Pool::builder().build();
+        let pool = stress_pool();
         let dropped = Arc::new(AtomicUsize::new(0));
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let (mut values, mut timeouts) = (0, 0);
@@ -134,7 +149,7 @@ fn timeouts_at_the_edge_resolve_to_exactly_one_consistent_outcome() {
 #[test]
 fn races_with_random_panics_and_delays_never_hang_and_pick_a_survivor() {
     quiet_panics();
-    within(300, || {
+    on_stress_pool(|| {
         let rounds = scaled(10_000);
         let dropped = Arc::new(AtomicUsize::new(0));
         let mut rng = Rng(0xD1B5_4A32_D192_ED03);
@@ -179,7 +194,7 @@ fn races_with_random_panics_and_delays_never_hang_and_pick_a_survivor() {
 #[test]
 fn all_and_map_rounds_with_a_random_panic_and_borrowed_output() {
     quiet_panics();
-    within(300, || {
+    on_stress_pool(|| {
         let rounds = scaled(1_000);
         let mut rng = Rng(0x2545_F491_4F6C_DD1D);
         for round in 0..rounds {
@@ -274,7 +289,7 @@ impl Rendezvous {
 
 #[test]
 fn for_each_runs_exactly_limit_items_at_once() {
-    within(300, || {
+    on_stress_pool(|| {
         let items = scaled(10_000).max(200);
         for limit in [1usize, 2, 7, 64] {
             let running = AtomicUsize::new(0);
