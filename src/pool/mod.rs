@@ -780,3 +780,51 @@ impl Shared {
         }
     }
 }
+
+#[cfg(all(test, not(velocity_loom)))]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use super::Builder;
+
+    /// Regression: the monitor, woken by a shutdown while work still ran,
+    /// went back to sleep for a whole keep-alive (an hour here), so its
+    /// thread outlived the shutdown and `shutdown_and_join` hung.
+    #[test]
+    fn the_monitor_exits_once_a_shutdown_has_drained() {
+        let (done_tx, done) = mpsc::channel();
+        std::thread::spawn(move || {
+            let pool = Builder::new()
+                .max_threads(1)
+                .target_running(1)
+                .keep_alive(Duration::from_secs(3600))
+                .build();
+            // One job blocks the only worker, a second queues: the monitor starts.
+            let (release_a, a) = mpsc::channel::<()>();
+            let (release_b, b) = mpsc::channel::<()>();
+            pool.go(move || a.recv().unwrap());
+            pool.go(move || b.recv().unwrap());
+            let started = |pool: &crate::Pool| pool.shared.lock().monitor;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !started(&pool) && Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            assert!(started(&pool), "the monitor never started");
+            // Let the second job run, then wait until the monitor sleeps
+            // (nothing is starving) while work is still outstanding.
+            release_a.send(()).unwrap();
+            let sleeping = |pool: &crate::Pool| pool.shared.lock().monitor_sleeping;
+            while !sleeping(&pool) && Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            assert!(sleeping(&pool), "the monitor never went to sleep");
+            assert!(!pool.shutdown(Duration::ZERO).is_complete());
+            release_b.send(()).unwrap();
+            assert!(pool.shared.shutdown_and_join().is_complete());
+            done_tx.send(()).unwrap();
+        });
+        done.recv_timeout(Duration::from_secs(60))
+            .expect("the pool's threads did not exit after the shutdown");
+    }
+}

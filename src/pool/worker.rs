@@ -78,6 +78,11 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
             st.outstanding -= 1;
             if st.outstanding == 0 && st.closed {
                 shared.drained.notify_all();
+                // The monitor, woken by the shutdown while work still ran,
+                // went back to sleep: now it can exit.
+                if std::mem::replace(&mut st.monitor_sleeping, false) {
+                    shared.monitor_wake.notify_one();
+                }
             }
             continue;
         }
