@@ -165,6 +165,12 @@ where
         } else {
             chunk = 1;
         }
+        // Near the end, at most half an equal share of what is left, so the
+        // helpers run out of items together instead of one finishing a last
+        // big chunk alone (OpenMP's "guided" schedule).
+        let left = shared.len.saturating_sub(shared.source.claimed());
+        let helpers = shared.launched.load(Ordering::Relaxed).max(1);
+        chunk = chunk.min((left / (2 * helpers)).max(1));
     }
 }
 
