@@ -471,7 +471,7 @@ impl<T, R> Drop for Batch<'_, T, R> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(velocity_loom)))]
 mod tests {
     //! The unsafe layer on its own, small enough for Miri
     //! (`cargo +nightly miri test --lib -- scope::tests`). Each test's pool
