@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::Duration;
@@ -272,5 +273,42 @@ fn cpu_bound_map_does_not_grow_the_pool() {
         // A heuristic: brief stalls (page faults on a busy machine) may add a
         // few threads, never hundreds.
         assert!(pool.stats().threads_spawned <= 64, "{:?}", pool.stats());
+    });
+}
+
+/// Regression: the monitor did not count the caller of `map` as computing,
+/// so during a long CPU-bound `map` it woke one worker more than the pool's
+/// `target_running`: three threads time-shared two CPUs (W4 ran up to 30 %
+/// slower). Now the caller plus `target_running - 1` workers run the items.
+#[test]
+fn cpu_bound_map_keeps_target_running_threads_computing_caller_included() {
+    within(120, || {
+        let pool = va::Pool::builder().target_running(2).build();
+        let threads = Mutex::new(HashSet::new());
+        let n = if cfg!(debug_assertions) {
+            300_000
+        } else {
+            3_000_000
+        };
+        // Warm: a worker measured from its birth may look blocked while its
+        // thread starts (the monitor's heuristic); that is not what this
+        // test is about.
+        pool.install(|| va::map(0..10_000u64, |i| i + 1)).unwrap();
+        // Tens of milliseconds of CPU work: dozens of monitor ticks.
+        pool.install(|| {
+            va::map(0..n, |i: u64| {
+                if i % 1024 == 0 {
+                    threads.lock().unwrap().insert(std::thread::current().id());
+                }
+                (0..20).fold(i, |a, b| a.rotate_left(5) ^ b)
+            })
+            .unwrap()
+        });
+        let used = threads.lock().unwrap().len();
+        assert!(
+            used <= 2,
+            "{used} threads ran the items of a map on a pool targeting 2: {:?}",
+            pool.stats()
+        );
     });
 }

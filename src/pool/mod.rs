@@ -161,13 +161,21 @@ pub(crate) struct State {
     pub(crate) monitor: bool,
     /// The monitor is waiting for the queue to back up.
     pub(crate) monitor_sleeping: bool,
-    /// Workers woken (popped from `idle`) that have not yet looked at the
-    /// queue. While one is in flight, submitters do not wake more: the woken
-    /// worker fans the wake-ups out itself (see README.md).
+    /// Workers woken (popped from `idle`) or being started that have not yet
+    /// looked at the queue. While one is in flight, submitters do not wake
+    /// more: the woken worker fans the wake-ups out itself (see README.md).
     pub(crate) waking: usize,
 }
 
 impl State {
+    /// Counts a thread about to be spawned: alive, and on its way to the
+    /// queue (in `waking`) until its first look at it, so submitters and the
+    /// monitor see it coming and do not start another for the same work.
+    fn reserve_thread(&mut self) {
+        self.alive += 1;
+        self.waking += 1;
+    }
+
     /// Pops the next job, keeping `eager_queued` in step.
     pub(crate) fn pop_job(&mut self) -> Option<Job> {
         let (job, wake) = self.queue.pop_front()?;
@@ -523,7 +531,7 @@ impl Shared {
         let spawn_now = spawn > 0 && !st.closed;
         if spawn_now {
             self.grow_budget.store(spawn - 1, Ordering::Relaxed);
-            st.alive += 1;
+            st.reserve_thread();
         }
         drop(st);
         for s in woken {
@@ -557,7 +565,7 @@ impl Shared {
     /// Starts a worker thread: counts it in `alive` under the lock `st`
     /// (so the cap holds), then spawns outside the lock.
     fn start_worker(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
-        st.alive += 1;
+        st.reserve_thread();
         drop(st);
         self.spawn_worker();
     }
@@ -585,6 +593,7 @@ impl Shared {
         self.spawn_failures.fetch_add(1, Ordering::Relaxed);
         let mut st = self.lock();
         st.alive -= 1;
+        st.waking -= 1;
         if st.alive > 0 {
             return; // the living workers will get to the queue
         }

@@ -90,6 +90,9 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
         }
         let (running, blocked) = classify(&busy, &mut samples, interval);
         samples.retain(|id, _| busy.iter().any(|w| w.id == *id));
+        // Callers running a loop's items themselves (`map`, `all`) compute
+        // too: they take CPUs just as workers do.
+        let running = running + shared.external.load(Ordering::Relaxed);
         let target = shared.config.target_running;
         // Keep `target` threads computing, and add one for each blocked
         // worker (Go hands a blocked thread's CPU to a new one): every

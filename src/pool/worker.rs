@@ -34,6 +34,9 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
     });
 
     let mut st = shared.lock();
+    // Counted in `waking` since it was reserved (`State::reserve_thread`):
+    // from here on it is idle or running.
+    st.waking -= 1;
     loop {
         if let Some(job) = st.pop_job() {
             shared.queued.store(st.queue.len(), Ordering::Release);
