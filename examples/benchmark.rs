@@ -8,9 +8,11 @@
 //! cargo run --release --example benchmark -- --docs   # also rewrite docs/benchmark.{md,png}
 //! ```
 //!
-//! Each contender runs one warm-up iteration (which also grows the pools the
-//! "warm" workloads need), then iterations until its time budget is spent
-//! (at least 5). Reported: the median time per operation, and
+//! The contenders of a workload take turns in three blocks each (A B C A B C
+//! A B C), so a slow spell of a shared machine does not land on one of
+//! them. Each block runs one warm-up iteration (which also grows the pools
+//! the "warm" workloads need), then iterations until a third of the time
+//! budget is spent. Reported: the median time per operation, and
 //! "ours ÷ peer" (below 1: velocity-async is faster) beside issue #4's bar.
 
 use std::fmt::Write as _;
@@ -20,6 +22,9 @@ use std::time::{Duration, Instant};
 mod workloads;
 
 use workloads::{Unit, Workload};
+
+/// Each contender's samples are taken in this many blocks, in turn.
+const ROUNDS: usize = 3;
 
 struct Measured {
     name: &'static str,
@@ -48,39 +53,51 @@ fn main() {
         if only.is_some_and(|o| !workload.id.contains(o.as_str())) {
             continue;
         }
-        let mut results = Vec::new();
-        for contender in &workload.contenders {
-            let threads_before = process_threads();
-            let rss_before = rss_kib();
-            let spawned_before = velocity_async::stats().threads_spawned;
-            let mut iteration = (contender.make)();
-            let min_samples = if quick { 5 } else { workload.samples.min(10) };
-            let samples = measure(&mut iteration, budget, min_samples);
-            if workload.id.starts_with("w2") || workload.id.starts_with("w3") {
-                let ours = std::ptr::eq(contender, &workload.contenders[0]);
-                let pool = if ours {
-                    let stats = velocity_async::stats();
-                    format!(
-                        " (velocity-async spawned {} threads, {} alive afterwards)",
-                        stats.threads_spawned - spawned_before,
-                        stats.threads_alive
-                    )
-                } else {
-                    String::new()
-                };
-                let _ = writeln!(
-                    memory,
-                    "- {} / {}: process threads {} → {}, RSS {:+.1} MiB{pool}",
-                    workload.id,
-                    contender.name,
-                    threads_before,
-                    process_threads(),
-                    (rss_kib() as f64 - rss_before as f64) / 1024.0,
-                );
+        // Contenders take turns in ROUNDS blocks (A B C A B C A B C), so a
+        // slow spell of this shared machine hits every contender alike
+        // instead of whichever one ran during it.
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); workload.contenders.len()];
+        for round in 0..ROUNDS {
+            for (c, contender) in workload.contenders.iter().enumerate() {
+                let threads_before = process_threads();
+                let rss_before = rss_kib();
+                let spawned_before = velocity_async::stats().threads_spawned;
+                let mut iteration = (contender.make)();
+                let min_samples = if quick { 5 } else { workload.samples.min(10) };
+                samples[c].extend(measure(
+                    &mut iteration,
+                    budget / ROUNDS as u32,
+                    min_samples.div_ceil(ROUNDS),
+                ));
+                let first_round = round == 0;
+                if first_round && (workload.id.starts_with("w2") || workload.id.starts_with("w3")) {
+                    let pool = if c == 0 {
+                        let stats = velocity_async::stats();
+                        format!(
+                            " (velocity-async spawned {} threads, {} alive afterwards)",
+                            stats.threads_spawned - spawned_before,
+                            stats.threads_alive
+                        )
+                    } else {
+                        String::new()
+                    };
+                    let _ = writeln!(
+                        memory,
+                        "- {} / {}: process threads {} → {}, RSS {:+.1} MiB{pool}",
+                        workload.id,
+                        contender.name,
+                        threads_before,
+                        process_threads(),
+                        (rss_kib() as f64 - rss_before as f64) / 1024.0,
+                    );
+                }
+                // Measured above while the contender's pool still exists.
+                drop(iteration);
             }
-            // Measured above while the contender's pool still exists.
-            drop(iteration);
-            let median_ns = median(&samples) / workload.ops as f64;
+        }
+        let mut results = Vec::new();
+        for (contender, samples) in workload.contenders.iter().zip(&samples) {
+            let median_ns = median(samples) / workload.ops as f64;
             eprintln!(
                 "  {:<28} {:<28} {:>12} ({} samples)",
                 workload.id,
