@@ -7,7 +7,7 @@
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use velocity_async as va;
@@ -265,22 +265,29 @@ fn w3_tokio(rt: &tokio::runtime::Runtime) {
 
 /// 1,000 threads spawned up front, each parked until it is handed one
 /// sleep: what W3 costs on this machine with no pool at all (the floor).
+/// With `tree`, the wake-ups fan out as a binary tree (thread `i` wakes
+/// `2i + 1` and `2i + 2` before it sleeps), as a pool's workers do; without,
+/// the caller unparks all 1,000 itself. Only the last thread to finish
+/// wakes the caller.
 struct ParkedThreads {
-    threads: Vec<std::thread::Thread>,
+    threads: Arc<OnceLock<Vec<std::thread::Thread>>>,
     go: Arc<Vec<AtomicBool>>,
     done: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    tree: bool,
 }
 
 impl ParkedThreads {
-    fn new(n: usize) -> ParkedThreads {
+    fn new(n: usize, tree: bool) -> ParkedThreads {
         let go: Arc<Vec<AtomicBool>> = Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
         let done = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..n)
+        let threads: Arc<OnceLock<Vec<std::thread::Thread>>> = Arc::new(OnceLock::new());
+        let main = std::thread::current();
+        let handles = (0..n)
             .map(|i| {
                 let (go, done, stop) = (go.clone(), done.clone(), stop.clone());
-                let main = std::thread::current();
+                let (all, main) = (threads.clone(), main.clone());
                 std::thread::spawn(move || loop {
                     while !go[i].swap(false, Ordering::AcqRel) {
                         if stop.load(Ordering::Acquire) {
@@ -288,29 +295,43 @@ impl ParkedThreads {
                         }
                         std::thread::park();
                     }
+                    if tree {
+                        let all = all.get().expect("set before the first run");
+                        for child in [2 * i + 1, 2 * i + 2] {
+                            if child < n {
+                                go[child].store(true, Ordering::Release);
+                                all[child].unpark();
+                            }
+                        }
+                    }
                     w3_job();
-                    done.fetch_add(1, Ordering::AcqRel);
-                    main.unpark();
+                    if done.fetch_add(1, Ordering::AcqRel) + 1 == n {
+                        main.unpark();
+                    }
                 })
                 .thread()
                 .clone()
             })
             .collect();
+        let _ = threads.set(handles);
         ParkedThreads {
             threads,
             go,
             done,
             stop,
+            tree,
         }
     }
 
     fn run(&self) {
         self.done.store(0, Ordering::Release);
-        for (flag, t) in self.go.iter().zip(&self.threads) {
+        let threads = self.threads.get().expect("set in new");
+        let first = if self.tree { 1 } else { threads.len() };
+        for (flag, t) in self.go.iter().zip(threads).take(first) {
             flag.store(true, Ordering::Release);
             t.unpark();
         }
-        while self.done.load(Ordering::Acquire) < self.threads.len() {
+        while self.done.load(Ordering::Acquire) < threads.len() {
             std::thread::park();
         }
     }
@@ -319,7 +340,9 @@ impl ParkedThreads {
 impl Drop for ParkedThreads {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        self.threads.iter().for_each(|t| t.unpark());
+        if let Some(threads) = self.threads.get() {
+            threads.iter().for_each(|t| t.unpark());
+        }
     }
 }
 
@@ -356,7 +379,11 @@ pub(crate) fn w3_warm() -> Workload {
                 })
             }),
             contender("floor_1000_parked_threads", || {
-                let threads = ParkedThreads::new(W3_FANOUT);
+                let threads = ParkedThreads::new(W3_FANOUT, false);
+                timed(move || threads.run())
+            }),
+            contender("floor_parked_tree_wake", || {
+                let threads = ParkedThreads::new(W3_FANOUT, true);
                 timed(move || threads.run())
             }),
         ],
