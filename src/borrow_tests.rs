@@ -10,30 +10,16 @@
 //! `cargo +nightly miri test --lib -- scope::tests borrow_tests`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::panic::planned::{quiet, PLANNED};
 use crate::{Error, Pool};
-
-const PLANNED: &str = "planned panic in a borrow test";
-
-/// std's hook prints every panic; these tests raise many on purpose.
-fn quiet_planned_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if info.payload().downcast_ref::<&str>() != Some(&PLANNED) {
-                default(info);
-            }
-        }));
-    });
-}
 
 /// Runs `f` with a fresh 3-thread pool installed, then shuts it down and
 /// joins its threads.
 fn on_pool<R>(f: impl FnOnce() -> R) -> R {
-    quiet_planned_panics();
+    quiet();
     let pool = Pool::builder().max_threads(3).spin(Duration::ZERO).build();
     let r = pool.install(f);
     assert!(pool.shared.shutdown_and_join().is_complete());

@@ -7,33 +7,17 @@
 //! `src/sync.rs`). Loom fails a model when a thread sleeps forever (a lost
 //! wake-up), when an assertion fails in any interleaving, or on a data race.
 //!
-//! Run with `RUSTFLAGS="--cfg velocity_loom" LOOM_MAX_PREEMPTIONS=2 cargo
+//! Run with `RUSTFLAGS="--cfg velocity_loom" LOOM_MAX_PREEMPTIONS=3 cargo
 //! test --release --lib loom_`. `docs/RELIABILITY.md` lists the bug planted
 //! in each path to check that its model catches it.
 
 use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::panic::planned::{quiet, PLANNED};
 use crate::sync::{Condvar, Mutex};
 use crate::{Context, Pool};
-
-/// Marks the panics the models raise on purpose; std's hook stays quiet for
-/// them (and only them), so thousands of explored executions do not flood
-/// the output.
-const PLANNED: &str = "planned panic in a loom model";
-
-fn quiet_planned_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if info.payload().downcast_ref::<&str>() != Some(&PLANNED) {
-                default(info);
-            }
-        }));
-    });
-}
 
 /// A pool for a model: `max` threads, all of them computing (no monitor is
 /// needed to reach the cap), no spinning (loom has no clock to spin by).
@@ -224,7 +208,7 @@ fn loom_race_first_value_wins_and_the_loser_is_dropped() {
 /// `Race` hung here), whichever finishes last.
 #[test]
 fn loom_race_every_job_failing_is_an_error_not_a_hang() {
-    quiet_planned_panics();
+    quiet();
     loom::model(|| {
         let pool = pool(2, FOREVER);
         let failing = || -> u8 { std::panic::panic_any(PLANNED) };
@@ -240,7 +224,7 @@ fn loom_race_every_job_failing_is_an_error_not_a_hang() {
 /// caller runs itself and whichever a worker runs.
 #[test]
 fn loom_all_with_a_panicking_job_joins_before_returning() {
-    quiet_planned_panics();
+    quiet();
     loom::model(|| {
         let pool = pool(2, FOREVER);
         let (mut first, mut second) = (0u8, 0u8);

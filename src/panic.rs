@@ -148,3 +148,27 @@ fn payload_message(payload: &(dyn Any + Send)) -> Arc<str> {
         Arc::from("Box<dyn Any>")
     }
 }
+
+/// Panics the crate's own unit tests and loom models raise on purpose.
+#[cfg(test)]
+pub(crate) mod planned {
+    use std::sync::Once;
+
+    /// The payload of every planned panic.
+    pub(crate) const PLANNED: &str = "planned panic in a unit test";
+
+    /// Installs, once per test binary, a hook that stays quiet for planned
+    /// panics (thousands of explored executions would flood the output) and
+    /// hands every other panic to the previous hook.
+    pub(crate) fn quiet() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            let default = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if info.payload().downcast_ref::<&str>() != Some(&PLANNED) {
+                    default(info);
+                }
+            }));
+        });
+    }
+}
