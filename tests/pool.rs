@@ -511,3 +511,22 @@ fn install_on_a_shut_down_pool_refuses_the_work_inside() {
         assert!(err.to_string().contains("shut down"), "{err}");
     });
 }
+
+/// Regression (found by Miri, which reports one CPU): on a pool targeting
+/// one computing thread, the caller of `all` ran everything itself and the
+/// helper jobs it had queued stayed queued with no thread alive to pop
+/// them; a closed pool never grows, so `shutdown` waited forever. Now
+/// `shutdown` starts a thread when work is queued and none is alive.
+#[test]
+fn shutdown_runs_leftover_loop_helpers_on_a_pool_without_threads() {
+    within(60, || {
+        let pool = Pool::builder().target_running(1).build();
+        for _ in 0..10 {
+            let (a, b) = pool.install(|| va::all((|| 1, || 2))).unwrap();
+            assert_eq!(a + b, 3);
+        }
+        let report = pool.shutdown(Duration::from_secs(30));
+        assert!(report.is_complete(), "{report:?}");
+        assert_eq!(pool.stats().queued, 0);
+    });
+}

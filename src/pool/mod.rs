@@ -674,7 +674,7 @@ impl Shared {
     /// every thread the pool started (a worker may start more while
     /// finishing, so until none is left).
     #[cfg(all(test, not(velocity_loom)))]
-    pub(crate) fn shutdown_and_join(&self) -> ShutdownReport {
+    pub(crate) fn shutdown_and_join(self: &Arc<Self>) -> ShutdownReport {
         let report = self.shutdown(Duration::MAX);
         loop {
             let handles =
@@ -729,7 +729,7 @@ impl Shared {
     }
 
     /// Closes the pool and waits up to `timeout` for submitted work to finish.
-    pub(crate) fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+    pub(crate) fn shutdown(self: &Arc<Self>, timeout: Duration) -> ShutdownReport {
         let deadline = Instant::now().checked_add(timeout);
         let mut st = self.lock();
         st.closed = true;
@@ -738,12 +738,23 @@ impl Shared {
             idle.push(s);
         }
         let monitor_sleeping = std::mem::replace(&mut st.monitor_sleeping, false);
+        // Work queued before the shutdown still runs. If no thread is alive
+        // to run it (say, loop helpers that the caller did not need, on a
+        // pool that never started a worker), start one: a closed pool does
+        // not grow otherwise.
+        let start = !st.queue.is_empty() && st.alive == 0;
+        if start {
+            st.reserve_thread();
+        }
         drop(st);
         for s in idle {
             s.unpark();
         }
         if monitor_sleeping {
             self.monitor_wake.notify_one();
+        }
+        if start {
+            self.spawn_worker();
         }
         let mut st = self.lock();
         loop {
