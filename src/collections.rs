@@ -109,9 +109,10 @@ where
     parallel::run(items, &opts, &|_, item| f(item)).map_err(Error::Panic)
 }
 
-/// Like [`for_each`] for a fallible `f`: after the first error, no further
-/// items are handed out and the items' shared context is cancelled, so those
-/// running can stop early. Returns the first error (in time); a panic counts
+/// Like [`for_each`] for a fallible `f`: once the first error is recorded, no
+/// further item starts (the ones not started are dropped unrun; with
+/// `limit == 1` that is exactly every item after the failing one) and the
+/// items' shared context is cancelled, so those running can stop early. Returns the first error (in time); a panic counts
 /// as one and becomes `E` through `From<Error>`. Waits for the running items
 /// before returning.
 ///
@@ -150,6 +151,12 @@ where
     };
     let items: Vec<I::Item> = items.into_iter().collect();
     let _ = parallel::run(items, &opts, &|_, item| {
+        // Helpers take fast items in chunks, so the engine's check between
+        // chunks is not enough: an item already claimed but not yet started
+        // when another fails is dropped unrun, never called.
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
         if let Err(e) = f(item) {
             fail(e);
         }
