@@ -741,20 +741,17 @@ impl Shared {
         // Work queued before the shutdown still runs. If no thread is alive
         // to run it (say, loop helpers that the caller did not need, on a
         // pool that never started a worker), start one: a closed pool does
-        // not grow otherwise.
-        let start = !st.queue.is_empty() && st.alive == 0;
-        if start {
-            st.reserve_thread();
+        // not grow otherwise. (With no thread alive, none is idle either.)
+        if !st.queue.is_empty() && st.alive == 0 {
+            self.start_worker(st);
+        } else {
+            drop(st);
         }
-        drop(st);
         for s in idle {
             s.unpark();
         }
         if monitor_sleeping {
             self.monitor_wake.notify_one();
-        }
-        if start {
-            self.spawn_worker();
         }
         let mut st = self.lock();
         loop {
