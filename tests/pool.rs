@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::Duration;
 
-use common::{eventually, within, Gate};
+use common::{eventually, run_all_at_once, within, Gate};
 use va::Pool;
 use velocity_async as va;
 
@@ -25,24 +25,6 @@ fn idle_workers_are_reused() {
             "sequential work needs few threads: {s:?}"
         );
     });
-}
-
-/// Runs `n` jobs on `pool` that can only finish once all `n` run at the same
-/// time: the pool must have grown to `n` threads.
-fn run_all_at_once(pool: &Pool, n: usize) {
-    let barrier = Arc::new(Barrier::new(n + 1));
-    let tasks: Vec<_> = (0..n)
-        .map(|_| {
-            let b = barrier.clone();
-            pool.run(move || {
-                b.wait();
-            })
-        })
-        .collect();
-    barrier.wait();
-    for t in tasks {
-        t.get().unwrap();
-    }
 }
 
 #[test]

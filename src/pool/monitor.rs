@@ -80,7 +80,8 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
             )
         };
         // Workers descheduled because the CPUs are full look "blocked" by
-        // their own clocks; the process clock tells them apart.
+        // their own clocks; the process clock tells them apart. (And when
+        // the CPUs are full, more threads would only contend.)
         if let (Some(before), Some(after)) = (process_before.0, os::process_cpu_time()) {
             let wall = process_before.1.elapsed();
             if after.saturating_sub(before) * SATURATED_DEN >= wall * SATURATED_NUM * cpus {
@@ -88,8 +89,15 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
                 continue;
             }
         }
-        let (running, blocked) = classify(&busy, &mut samples, interval);
+        // Busy workers that the kernel does not count as runnable are asleep
+        // in it: blocked for sure. Unlike the clocks, this needs no earlier
+        // sample, so a burst that wakes many idle workers into blocking jobs
+        // is seen at the first tick after it, not the second, when those jobs
+        // may already be finishing.
+        let asleep = os::runnable_threads().map_or(0, |r| busy.len().saturating_sub(r));
+        let blocked = classify(&busy, &mut samples, interval).max(asleep);
         samples.retain(|id, _| busy.iter().any(|w| w.id == *id));
+        let running = busy.len() - blocked;
         // Callers running a loop's items themselves (`map`, `all`) compute
         // too: they take CPUs just as workers do.
         let running = running + shared.external.load(Ordering::Relaxed);
@@ -112,15 +120,14 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
     }
 }
 
-/// Splits the busy workers into (computing, blocked) by how much CPU time
-/// each used since the last sample.
+/// Counts the busy workers that are blocked (the rest compute) by how much
+/// CPU time each used since the last sample.
 fn classify(
     busy: &[Arc<WorkerInfo>],
     samples: &mut HashMap<u64, Sample>,
     interval: Duration,
-) -> (usize, usize) {
+) -> usize {
     let now = Instant::now();
-    let mut running = 0;
     let mut blocked = 0;
     let mut state_reads = 0;
     for w in busy {
@@ -161,8 +168,6 @@ fn classify(
         }
         if low {
             blocked += 1;
-        } else {
-            running += 1;
         }
         samples.insert(
             w.id,
@@ -173,5 +178,5 @@ fn classify(
             },
         );
     }
-    (running, blocked)
+    blocked
 }

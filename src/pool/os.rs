@@ -1,5 +1,5 @@
 //! What the pool asks the operating system: another thread's CPU clock and
-//! run state — how the monitor tells a worker that computes from one that is
+//! run state, and how many threads the machine has runnable — how the monitor tells a worker that computes from one that is
 //! blocked (Go's sysmon uses the scheduler's own knowledge; a library only
 //! has the kernel's) — and the calling thread's name, which a named task
 //! shows while it runs (`top -H`, `perf`, debuggers).
@@ -79,6 +79,31 @@ pub(crate) fn process_cpu_time() -> Option<Duration> {
 /// CPU time the whole process has used so far, if the platform tells.
 #[cfg(not(all(target_os = "linux", not(miri))))]
 pub(crate) fn process_cpu_time() -> Option<Duration> {
+    None
+}
+
+/// How many threads the whole machine has runnable right now (running or
+/// waiting for a CPU): the fourth field of `/proc/loadavg`, before its `/`.
+/// `None` where unknown.
+///
+/// One small read for the whole pool. Every busy worker that is not among
+/// them is asleep in the kernel, so `busy - runnable` is a lower bound on the
+/// busy workers that are blocked, good even while the CPUs are saturated
+/// (when per-thread CPU clocks cannot tell blocked from descheduled) and for
+/// workers the monitor sees for the first time (when it has no earlier
+/// clock sample to compare with). Other processes' runnable threads only make
+/// the bound lower, never wrong.
+#[cfg(all(target_os = "linux", not(miri)))]
+pub(crate) fn runnable_threads() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let field = text.split_whitespace().nth(3)?;
+    field.split('/').next()?.parse().ok()
+}
+
+/// How many threads the whole machine has runnable right now; `None` where
+/// unknown.
+#[cfg(not(all(target_os = "linux", not(miri))))]
+pub(crate) fn runnable_threads() -> Option<usize> {
     None
 }
 

@@ -2,7 +2,7 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
 /// Runs `f` on its own thread and fails the test if it does not finish within
@@ -99,5 +99,23 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
             return v;
         }
         std::thread::park();
+    }
+}
+
+/// Runs `n` jobs on `pool` that can only finish once all `n` run at the same
+/// time: the pool must have grown to `n` threads.
+pub(crate) fn run_all_at_once(pool: &velocity_async::Pool, n: usize) {
+    let barrier = Arc::new(Barrier::new(n + 1));
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let b = barrier.clone();
+            pool.run(move || {
+                b.wait();
+            })
+        })
+        .collect();
+    barrier.wait();
+    for t in tasks {
+        t.get().unwrap();
     }
 }
