@@ -68,10 +68,8 @@ fn run_boxed(
     on_panic: Option<parallel::PanicHook<'_>>,
 ) -> Result<(), PanicError> {
     let opts = Options {
-        limit,
-        ctx,
-        stop: None,
         on_panic,
+        ..Options::new(limit, ctx)
     };
     parallel::run(jobs, &opts, &|_, job: Box<dyn FnOnce() + Send + '_>| job()).map(|_| ())
 }
@@ -120,23 +118,13 @@ where
 
     fn run_all(self, limit: usize) -> Result<Vec<T>, Error> {
         let ctx = parallel::call_context();
-        let opts = Options {
-            limit,
-            ctx: &ctx,
-            stop: None,
-            on_panic: None,
-        };
+        let opts = Options::new(limit, &ctx);
         parallel::run(self, &opts, &|_, f: F| f()).map_err(Error::Panic)
     }
 
     fn run_settled(self, limit: usize) -> Vec<Result<T, Error>> {
         let ctx = parallel::call_context();
-        let opts = Options {
-            limit,
-            ctx: &ctx,
-            stop: None,
-            on_panic: None,
-        };
+        let opts = Options::new(limit, &ctx);
         let settled = parallel::run(self, &opts, &|_, f: F| {
             crate::panic::catch(f).map_err(Error::Panic)
         });
@@ -158,10 +146,8 @@ where
         let errors = FirstError::new(&ctx);
         let on_panic = |_: usize, p: &PanicError| errors.fail(E::from(Error::Panic(p.clone())));
         let opts = Options {
-            limit,
-            ctx: &ctx,
-            stop: None,
             on_panic: Some(&on_panic),
+            ..Options::new(limit, &ctx)
         };
         let values = parallel::run(self, &opts, &|_, f: F| match f() {
             Ok(v) => Some(v),

@@ -99,12 +99,7 @@ where
     R: Send,
 {
     let ctx = parallel::call_context();
-    let opts = Options {
-        limit: parallel::limit_or_default(limit),
-        ctx: &ctx,
-        stop: None,
-        on_panic: None,
-    };
+    let opts = Options::new(parallel::limit_or_default(limit), &ctx);
     let items: Vec<I::Item> = items.into_iter().collect();
     parallel::run(items, &opts, &|_, item| f(item)).map_err(Error::Panic)
 }
@@ -144,10 +139,9 @@ where
     };
     let on_panic = |_: usize, p: &PanicError| fail(E::from(Error::Panic(p.clone())));
     let opts = Options {
-        limit: parallel::limit_or_default(limit),
-        ctx: &ctx,
         stop: Some(&stop),
         on_panic: Some(&on_panic),
+        ..Options::new(parallel::limit_or_default(limit), &ctx)
     };
     let items: Vec<I::Item> = items.into_iter().collect();
     let _ = parallel::run(items, &opts, &|_, item| {

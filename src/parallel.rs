@@ -48,6 +48,18 @@ pub(crate) struct Options<'a> {
     pub(crate) on_panic: Option<PanicHook<'a>>,
 }
 
+impl<'a> Options<'a> {
+    /// At most `limit` at once, every item in `ctx`; no stop, no panic hook.
+    pub(crate) fn new(limit: usize, ctx: &'a Context) -> Options<'a> {
+        Options {
+            limit,
+            ctx,
+            stop: None,
+            on_panic: None,
+        }
+    }
+}
+
 struct Shared<'a, T, R, B> {
     source: Claims<T, R>,
     progress: Option<Reporter>,

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use common::{within, Gate};
+use common::{within, worker_thread_name, Gate};
 use va::Pool;
 use velocity_async as va;
 
@@ -151,10 +151,7 @@ fn empty_inputs_everywhere() {
 fn names_with_nul_bytes_are_accepted() {
     within(60, || {
         let pool = Pool::builder().thread_name("bad\0name").build();
-        let name = pool
-            .run(|| std::thread::current().name().map(str::to_owned))
-            .get()
-            .unwrap();
+        let name = worker_thread_name(&pool);
         assert_eq!(name.as_deref(), Some("badname"));
         let named = pool.task().name("task\0with nul").run(|| 3);
         assert_eq!(named.get().unwrap(), 3);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::Duration;
 
-use common::{eventually, run_all_at_once, within, Gate};
+use common::{eventually, run_all_at_once, within, worker_thread_name, Gate};
 use va::Pool;
 use velocity_async as va;
 
@@ -240,10 +240,7 @@ fn a_waiter_never_runs_unrelated_queued_work() {
 fn worker_threads_carry_the_pool_name() {
     within(60, || {
         let pool = Pool::builder().thread_name("va-test").build();
-        let name = pool
-            .run(|| std::thread::current().name().map(str::to_owned))
-            .get()
-            .unwrap();
+        let name = worker_thread_name(&pool);
         assert_eq!(name.as_deref(), Some("va-test"));
         let pool = Pool::builder().stack_size(128 * 1024).build();
         assert_eq!(pool.run(|| 1).get().unwrap(), 1);

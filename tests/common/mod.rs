@@ -119,3 +119,11 @@ pub(crate) fn run_all_at_once(pool: &velocity_async::Pool, n: usize) {
         t.get().unwrap();
     }
 }
+
+/// The name std gives the pool's worker threads (what `Builder::thread_name`
+/// set), as seen from inside a job.
+pub(crate) fn worker_thread_name(pool: &velocity_async::Pool) -> Option<String> {
+    pool.run(|| std::thread::current().name().map(str::to_owned))
+        .get()
+        .unwrap()
+}
