@@ -107,9 +107,9 @@ where
 /// Like [`for_each`] for a fallible `f`: once the first error is recorded, no
 /// further item starts (the ones not started are dropped unrun; with
 /// `limit == 1` that is exactly every item after the failing one) and the
-/// items' shared context is cancelled, so those running can stop early. Returns the first error (in time); a panic counts
-/// as one and becomes `E` through `From<Error>`. Waits for the running items
-/// before returning.
+/// items' shared context is cancelled, so those running can stop early.
+/// Returns the first error (in time); a panic counts as one and becomes `E`
+/// through `From<Error>`. Waits for the running items before returning.
 ///
 /// # Example
 ///

@@ -1,8 +1,9 @@
 //! What the pool asks the operating system: another thread's CPU clock and
-//! run state, and how many threads the machine has runnable — how the monitor tells a worker that computes from one that is
-//! blocked (Go's sysmon uses the scheduler's own knowledge; a library only
-//! has the kernel's) — and the calling thread's name, which a named task
-//! shows while it runs (`top -H`, `perf`, debuggers).
+//! run state, and how many threads the machine has runnable — how the
+//! monitor tells a worker that computes from one that is blocked (Go's
+//! sysmon uses the scheduler's own knowledge; a library only has the
+//! kernel's) — and the calling thread's name, which a named task shows while
+//! it runs (`top -H`, `perf`, debuggers).
 //!
 //! Miri cannot run these foreign calls, so under Miri the pool falls back to
 //! the progress-based rule of platforms without thread clocks, and names are
@@ -124,7 +125,7 @@ pub(crate) struct ThreadState {
     /// starts (one cheap system call): resolving the path up front cost
     /// a `readlink` and a `stat` per new thread, ~5 % of a cold pool's
     /// start-up CPU time, for a file the monitor rarely reads.
-    tid: i64,
+    tid: libc::c_long,
 }
 
 impl ThreadState {
@@ -208,7 +209,12 @@ mod tests {
         assert_eq!(other.is_runnable(), Some(false));
         release.send(()).unwrap();
         t.join().unwrap();
-        // An exited thread's state is unknown, not "blocked".
+        // An exited thread's state is unknown, not "blocked". (`join` may
+        // return a moment before the kernel removes its /proc entry.)
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while other.is_runnable().is_some() && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
         assert_eq!(other.is_runnable(), None);
     }
 
