@@ -95,8 +95,16 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
         // is seen at the first tick after it, not the second, when those jobs
         // may already be finishing.
         let asleep = os::runnable_threads().map_or(0, |r| busy.len().saturating_sub(r));
-        let blocked = classify(&busy, &mut samples, interval).max(asleep);
-        samples.retain(|id, _| busy.iter().any(|w| w.id == *id));
+        let blocked = if asleep >= queued.min(room) {
+            // Enough sleepers to cover the queue: reading every busy
+            // worker's clock (a system call each, ~1,000 of them in a big
+            // burst, every tick) would not change what is started.
+            asleep
+        } else {
+            let blocked = classify(&busy, &mut samples, interval).max(asleep);
+            samples.retain(|id, _| busy.iter().any(|w| w.id == *id));
+            blocked
+        };
         let running = busy.len() - blocked;
         // Callers running a loop's items themselves (`map`, `all`) compute
         // too: they take CPUs just as workers do.
