@@ -98,12 +98,12 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
         let blocked = if asleep >= queued.min(room) {
             // Enough sleepers to cover the queue: reading every busy
             // worker's clock (a system call each, ~1,000 of them in a big
-            // burst, every tick) would not change what is started.
+            // burst, every tick) would not change what is started. The
+            // samples would go stale: start afresh next time.
+            samples.clear();
             asleep
         } else {
-            let blocked = classify(&busy, &mut samples, interval).max(asleep);
-            samples.retain(|id, _| busy.iter().any(|w| w.id == *id));
-            blocked
+            classify(&busy, &mut samples, interval).max(asleep)
         };
         let running = busy.len() - blocked;
         // Callers running a loop's items themselves (`map`, `all`) compute
@@ -129,7 +129,8 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
 }
 
 /// Counts the busy workers that are blocked (the rest compute) by how much
-/// CPU time each used since the last sample.
+/// CPU time each used since the last sample, and keeps a fresh sample of
+/// each busy worker (only theirs) for the next tick.
 fn classify(
     busy: &[Arc<WorkerInfo>],
     samples: &mut HashMap<u64, Sample>,
@@ -186,5 +187,8 @@ fn classify(
             },
         );
     }
+    // Every busy worker was sampled at `now` above; drop the rest (one pass,
+    // not a search of `busy` per sample: bursts have ~1,000 of each).
+    samples.retain(|_, s| s.at == now);
     blocked
 }
