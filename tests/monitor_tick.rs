@@ -23,17 +23,22 @@ use velocity_async as va;
 fn blocked_workers_are_seen_at_the_first_monitor_tick() {
     within(120, || {
         let tick = Duration::from_secs(1);
+        // Well above the CPU count (the monitor reads the kernel's count
+        // only when more workers are busy than there are CPUs).
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let warm = 64.max(4 * cpus);
         let pool = Pool::builder()
-            .target_running(64) // 64 threads started at once, no monitor needed
+            .target_running(warm) // all started at once, no monitor needed
             .monitor_interval(tick)
             .keep_alive(Duration::from_secs(3600))
             .build();
-        run_all_at_once(&pool, 64);
-        assert!(eventually(10, || pool.stats().threads_idle == 64));
-        // 96 jobs that only finish together: the 64 idle workers take 64 and
-        // block; the monitor must start 32 more threads at its first tick.
+        run_all_at_once(&pool, warm);
+        assert!(eventually(10, || pool.stats().threads_idle == warm));
+        // Half again as many jobs, which only finish together: the idle
+        // workers take `warm` of them and block; the monitor must start the
+        // other threads at its first tick.
         let began = Instant::now();
-        run_all_at_once(&pool, 96);
+        run_all_at_once(&pool, warm + warm / 2);
         let took = began.elapsed();
         assert!(
             took < tick * 8 / 5,

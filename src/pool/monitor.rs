@@ -93,8 +93,15 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
         // in it: blocked for sure. Unlike the clocks, this needs no earlier
         // sample, so a burst that wakes many idle workers into blocking jobs
         // is seen at the first tick after it, not the second, when those jobs
-        // may already be finishing.
-        let asleep = os::runnable_threads().map_or(0, |r| busy.len().saturating_sub(r));
+        // may already be finishing. Read only when more workers are busy
+        // than there are CPUs: with fewer, their clocks are few and cheap,
+        // and a CPU-bound loop (which keeps the monitor ticking while its
+        // helpers queue) would pay a file read every tick for nothing.
+        let asleep = if busy.len() > cpus as usize {
+            os::runnable_threads().map_or(0, |r| busy.len().saturating_sub(r))
+        } else {
+            0
+        };
         let blocked = if asleep >= queued.min(room) {
             // Enough sleepers to cover the queue: reading every busy
             // worker's clock (a system call each, ~1,000 of them in a big
