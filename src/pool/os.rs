@@ -96,9 +96,21 @@ pub(crate) fn process_cpu_time() -> Option<Duration> {
 /// the bound lower, never wrong.
 #[cfg(all(target_os = "linux", not(miri)))]
 pub(crate) fn runnable_threads() -> Option<usize> {
-    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    let field = text.split_whitespace().nth(3)?;
-    field.split('/').next()?.parse().ok()
+    parse_runnable(&std::fs::read_to_string("/proc/loadavg").ok()?)
+}
+
+/// The runnable count in a `/proc/loadavg` line ("0.30 1.26 1.53 1/77
+/// 30682"). The thread reading it is running, so a true count is at least
+/// 1: a 0 comes from an emulated `/proc` (some sandboxes print zeros) and
+/// is taken as unknown, or every busy worker would look blocked.
+#[cfg_attr(
+    not(all(target_os = "linux", not(miri))),
+    allow(dead_code, reason = "Linux only")
+)]
+fn parse_runnable(loadavg: &str) -> Option<usize> {
+    let field = loadavg.split_whitespace().nth(3)?;
+    let n: usize = field.split('/').next()?.parse().ok()?;
+    (n >= 1).then_some(n)
 }
 
 /// How many threads the whole machine has runnable right now; `None` where
@@ -222,5 +234,15 @@ mod tests {
     fn the_machine_counts_the_calling_thread_as_runnable() {
         let n = runnable_threads().expect("/proc/loadavg is readable");
         assert!(n >= 1, "{n}");
+    }
+
+    #[test]
+    fn loadavg_lines_parse_and_implausible_ones_are_unknown() {
+        assert_eq!(parse_runnable("0.30 1.26 1.53 1/77 30682\n"), Some(1));
+        assert_eq!(parse_runnable("9.10 8.00 7.00 1003/2600 4242"), Some(1003));
+        assert_eq!(parse_runnable("0.00 0.00 0.00 0/0 0"), None);
+        assert_eq!(parse_runnable("0.00 0.00 0.00"), None);
+        assert_eq!(parse_runnable("a b c x/y z"), None);
+        assert_eq!(parse_runnable(""), None);
     }
 }
