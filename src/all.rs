@@ -66,7 +66,7 @@ fn run_boxed(
     limit: usize,
     ctx: &Context,
     on_panic: Option<parallel::PanicHook<'_>>,
-) -> Result<(), PanicError> {
+) -> Result<(), Error> {
     let opts = Options {
         on_panic,
         ..Options::new(limit, ctx)
@@ -119,17 +119,30 @@ where
     fn run_all(self, limit: usize) -> Result<Vec<T>, Error> {
         let ctx = parallel::call_context();
         let opts = Options::new(limit, &ctx);
-        parallel::run(self, &opts, &|_, f: F| f()).map_err(Error::Panic)
+        parallel::run(self, &opts, &|_, f: F| f())
     }
 
     fn run_settled(self, limit: usize) -> Vec<Result<T, Error>> {
+        // Each job writes its own place, so that a job the context kept from
+        // starting still gets an outcome: the context's error.
+        let mut settled: Vec<Option<Result<T, Error>>> = (0..self.len()).map(|_| None).collect();
         let ctx = parallel::call_context();
-        let opts = Options::new(limit, &ctx);
-        let settled = parallel::run(self, &opts, &|_, f: F| {
-            crate::panic::catch(f).map_err(Error::Panic)
-        });
-        // Each job catches its own panic, so the loop itself cannot fail.
-        settled.unwrap_or_default()
+        let ended = {
+            let jobs: Vec<Box<dyn FnOnce() + Send + '_>> = self
+                .into_iter()
+                .zip(settled.iter_mut())
+                .map(|(f, place)| {
+                    Box::new(move || *place = Some(crate::panic::catch(f).map_err(Error::Panic)))
+                        as Box<dyn FnOnce() + Send + '_>
+                })
+                .collect();
+            // Each job catches its own panic: only the context can end it.
+            run_boxed(jobs, limit, &ctx, None).err()
+        };
+        settled
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ended.clone().unwrap_or(Error::Cancelled))))
+            .collect()
     }
 }
 
@@ -162,8 +175,9 @@ where
         }
         match values {
             Ok(values) => Ok(values.into_iter().flatten().collect()),
-            // A panic is always recorded by `on_panic` first.
-            Err(p) => Err(E::from(Error::Panic(p))),
+            // A panic is always recorded by `on_panic` first; this is the
+            // caller's context ending the call.
+            Err(e) => Err(E::from(e)),
         }
     }
 }
@@ -228,14 +242,15 @@ macro_rules! tuple_jobs {
                     let jobs: Vec<Box<dyn FnOnce() + Send + '_>> = vec![
                         $({ let f = self.$idx; Box::new(move || *$slot = Some(f())) },)+
                     ];
-                    run_boxed(jobs, limit, &parallel::call_context(), None).map_err(Error::Panic)?;
+                    run_boxed(jobs, limit, &parallel::call_context(), None)?;
                 }
-                // Without a panic every slot was written.
+                // Without a panic or a done context every slot was written.
                 Ok(($(match $slot { Some(v) => v, None => unreachable!("every job ran") },)+))
             }
 
             fn run_settled(self, limit: usize) -> Self::Settled {
                 $(let mut $slot: Option<Result<$t, Error>> = None;)+
+                let ended;
                 {
                     $(let $slot = &mut $slot;)+
                     let jobs: Vec<Box<dyn FnOnce() + Send + '_>> = vec![
@@ -244,10 +259,13 @@ macro_rules! tuple_jobs {
                             Box::new(move || *$slot = Some(crate::panic::catch(f).map_err(Error::Panic)))
                         },)+
                     ];
-                    // Each job catches its own panic: the loop cannot fail.
-                    let _ = run_boxed(jobs, limit, &parallel::call_context(), None);
+                    // Each job catches its own panic: only the context can
+                    // end the call, and a job it kept from starting gets its
+                    // error.
+                    ended = run_boxed(jobs, limit, &parallel::call_context(), None).err();
                 }
-                ($(match $slot { Some(r) => r, None => unreachable!("every job ran") },)+)
+                let ended = ended.unwrap_or(Error::Cancelled);
+                ($(match $slot { Some(r) => r, None => Err(ended.clone()) },)+)
             }
         }
 
@@ -262,6 +280,7 @@ macro_rules! tuple_jobs {
                 let ctx = parallel::call_context();
                 let errors = FirstError::new(&ctx);
                 $(let mut $slot: Option<$t> = None;)+
+                let ended;
                 {
                     $(let $slot = &mut $slot;)+
                     let errors = &errors;
@@ -275,9 +294,9 @@ macro_rules! tuple_jobs {
                         },)+
                     ];
                     let on_panic = |_: usize, p: &PanicError| errors.fail(E::from(Error::Panic(p.clone())));
-                    let _ = run_boxed(jobs, limit, &ctx, Some(&on_panic));
+                    ended = run_boxed(jobs, limit, &ctx, Some(&on_panic)).err();
                 }
-                if let Some(e) = errors.take() {
+                if let Some(e) = errors.take().or_else(|| ended.map(E::from)) {
                     $(crate::panic::drop_quietly($slot);)+
                     return Err(e);
                 }

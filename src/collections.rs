@@ -101,7 +101,7 @@ where
     let ctx = parallel::call_context();
     let opts = Options::new(parallel::limit_or_default(limit), &ctx);
     let items: Vec<I::Item> = items.into_iter().collect();
-    parallel::run(items, &opts, &|_, item| f(item)).map_err(Error::Panic)
+    parallel::run(items, &opts, &|_, item| f(item))
 }
 
 /// Like [`for_each`] for a fallible `f`: once the first error is recorded, no
@@ -134,7 +134,12 @@ where
         if first.is_none() {
             *first = Some(e);
             stop.store(true, Ordering::Release);
+            drop(first);
+            // Outside the lock: cancelling runs wakers (user code).
             ctx.cancel();
+        } else {
+            drop(first);
+            crate::panic::drop_quietly(e);
         }
     };
     let on_panic = |_: usize, p: &PanicError| fail(E::from(Error::Panic(p.clone())));
@@ -144,20 +149,17 @@ where
         ..Options::new(parallel::limit_or_default(limit), &ctx)
     };
     let items: Vec<I::Item> = items.into_iter().collect();
-    let _ = parallel::run(items, &opts, &|_, item| {
-        // Helpers take fast items in chunks, so the engine's check between
-        // chunks is not enough: an item already claimed but not yet started
-        // when another fails is dropped unrun, never called.
-        if stop.load(Ordering::Acquire) {
-            return;
-        }
+    // The engine checks the stop flag before every item: an item already
+    // claimed but not yet started when another fails is dropped unrun.
+    let ended = parallel::run(items, &opts, &|_, item| {
         if let Err(e) = f(item) {
             fail(e);
         }
     });
     match first.into_inner().unwrap_or_else(|p| p.into_inner()) {
         Some(e) => Err(e),
-        None => Ok(()),
+        // No item failed, yet the loop ended early: the caller's context.
+        None => ended.map(|_| ()).map_err(E::from),
     }
 }
 

@@ -89,12 +89,15 @@ impl Links {
         }
     }
 
-    fn remove(&mut self, key: usize) {
-        if let Some(place) = self.listeners.get_mut(key) {
-            if place.take().is_some() {
-                self.free.push(key);
-            }
+    /// Frees place `key` and hands back what it held, for the caller to
+    /// drop once the lock is released (a waker's `Drop` is user code).
+    #[must_use = "drop the listener outside the lock"]
+    fn remove(&mut self, key: usize) -> Option<Listener> {
+        let taken = self.listeners.get_mut(key)?.take();
+        if taken.is_some() {
+            self.free.push(key);
         }
+        taken
     }
 }
 
@@ -164,7 +167,8 @@ impl Inner {
                 timer::cancel(key);
             }
             if let Some((parent, key)) = in_parent {
-                parent.links().remove(key);
+                let left = parent.links().remove(key);
+                drop(left);
             }
             for l in listeners.into_iter().flatten() {
                 match l {
@@ -173,7 +177,7 @@ impl Inner {
                             work.push(c);
                         }
                     }
-                    Listener::Waker(w) => w.wake(),
+                    Listener::Waker(w) => crate::panic::wake(w),
                 }
             }
         }
@@ -183,6 +187,8 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         let links = self.links.get_mut().unwrap_or_else(|e| e.into_inner());
+        // Wakers nobody woke: their `Drop` is user code.
+        crate::panic::drop_quietly(std::mem::take(&mut links.listeners));
         if let Some(key) = links.timer.take() {
             timer::cancel(key);
         }
@@ -191,7 +197,8 @@ impl Drop for Inner {
         // does not recurse 100,000 times.
         let mut next = links.in_parent.take();
         while let Some((parent, key)) = next {
-            parent.links().remove(key);
+            let left = parent.links().remove(key);
+            drop(left);
             next = Arc::into_inner(parent).and_then(|mut p| {
                 p.links
                     .get_mut()
@@ -472,6 +479,16 @@ impl Context {
         self.inner.as_ref().and_then(|i| i.reason())
     }
 
+    /// Whether this context was marked done (cancelled, or its deadline
+    /// fired by the timer or an observer): one atomic load, no clock. The
+    /// loop engine checks it before every item; `is_done` also reads the
+    /// clock against the deadline.
+    pub(crate) fn is_marked_done(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_some_and(|i| i.state.load(Ordering::Acquire) != LIVE)
+    }
+
     /// Whether something besides the work itself may cancel this context.
     pub(crate) fn is_external(&self) -> bool {
         self.inner.as_ref().is_some_and(|i| i.external)
@@ -530,7 +547,8 @@ impl Context {
             // deadline turned out to have passed; leave cleanly.
             let links = std::mem::take(&mut *inner.links());
             if let Some((p, key)) = links.in_parent {
-                p.links().remove(key);
+                let left = p.links().remove(key);
+                drop(left); // its own place: a `Weak`, no user code
             }
         }
         Context { inner: Some(inner) }
@@ -541,16 +559,22 @@ impl Context {
         let Some(inner) = self.inner.as_ref() else {
             return WakerRegistration::Never;
         };
+        // Cloned (and, if not needed, dropped) outside the lock: a waker's
+        // `clone` and `Drop` are the executor's code.
+        let waker = waker.clone();
         let mut links = inner.links();
         if decode(inner.state.load(Ordering::Acquire)).is_some() {
+            drop(links);
+            crate::panic::drop_quietly(waker);
             return WakerRegistration::AlreadyDone;
         }
-        WakerRegistration::Registered(links.insert(Listener::Waker(waker.clone())))
+        WakerRegistration::Registered(links.insert(Listener::Waker(waker)))
     }
 
     fn unregister_waker(&self, key: usize) {
         if let Some(inner) = &self.inner {
-            inner.links().remove(key);
+            let removed = inner.links().remove(key);
+            crate::panic::drop_quietly(removed);
         }
     }
 

@@ -12,7 +12,8 @@
 //!   that owns it (API contract: "the handler sees every panic the crate
 //!   recovers").
 //! * The handler runs under `catch_unwind` too; a panicking handler is ignored
-//!   (std's hook has already printed it).
+//!   (std's hook has already printed it). So do `log`/`tracing` subscribers
+//!   and `Waker`s ([`wake`]): no thread of the crate dies from user code.
 //! * The process-wide panic hook is never replaced and nothing is printed by
 //!   default: std's hook already printed the panic once. Without a handler,
 //!   the `log`/`tracing` features report it to the application's logger.
@@ -86,7 +87,23 @@ pub(crate) fn report(p: &PanicError) {
                 drop_payload(payload);
             }
         }
-        None => crate::observe::unhandled_panic(p),
+        // A `log`/`tracing` subscriber is user code too.
+        None => {
+            if let Err(payload) =
+                catch_unwind(AssertUnwindSafe(|| crate::observe::unhandled_panic(p)))
+            {
+                drop_payload(payload);
+            }
+        }
+    }
+}
+
+/// Wakes `waker`; a panic in its `wake` (user code: an executor's waker) is
+/// recovered and reported, never propagated into the thread that resolved
+/// a task or fired a context (a worker, the timer, a canceller).
+pub(crate) fn wake(waker: std::task::Waker) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || waker.wake())) {
+        recover(payload);
     }
 }
 

@@ -12,6 +12,15 @@
 //!   slow (blocking) items are taken one at a time and spread over helpers.
 //! * Each item runs under `catch_unwind`. A panicking item does not stop the
 //!   others; the lowest-index panic is reported after all items are done.
+//! * Once the loop's context is done (the caller's deadline or cancel, a
+//!   sibling's failure), no further item starts: one atomic load before each
+//!   item, and the loop returns the context's error.
+//! * Helpers are loop helpers (`Wake::Elastic`: optional parallelism, taken
+//!   only while the CPUs have room or the monitor finds threads blocked)
+//!   until an item proves to block — it took over 100 µs of wall time and
+//!   under 1/8 of it on a CPU, by the thread's own CPU clock — and from then
+//!   on `Wake::Eager`, like `run`: a loop of blocking items beside CPU-bound
+//!   work gets its threads instead of running on its caller alone.
 //! * Items are claimed by index with one atomic add, and each result is
 //!   written straight into its place in the output (`scope::Claims`): no
 //!   lock per chunk, no final copy.
@@ -20,9 +29,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::context::Context;
-use crate::error::PanicError;
+use crate::error::{Error, PanicError};
 use crate::panic;
-use crate::pool;
+use crate::pool::{self, Wake};
 use crate::progress::{self, Reporter};
 use crate::scope::{self, Batch, Claims, Join};
 use crate::sync::{AtomicBool, AtomicUsize, Mutex};
@@ -32,6 +41,9 @@ pub(crate) const DEFAULT_LIMIT: usize = 1024;
 
 const MAX_CHUNK: usize = 4096;
 const FAST_ITEM: Duration = Duration::from_micros(20);
+/// An item at least this long, on a CPU for under 1/8 of it, blocks.
+const BLOCKING_ITEM: Duration = Duration::from_micros(100);
+const BLOCKED_SHARE: u32 = 8;
 
 /// How a loop reacts to a panicking item.
 pub(crate) type PanicHook<'a> = &'a (dyn Fn(usize, &PanicError) + Sync);
@@ -64,19 +76,24 @@ struct Shared<'a, T, R, B> {
     source: Claims<T, R>,
     progress: Option<Reporter>,
     len: usize,
+    /// Helpers handed to the pool (and the caller): the tree's budget.
     launched: AtomicUsize,
+    /// Helpers that began (and the caller). At most `min(limit, len)`: a
+    /// helper that would exceed it leaves at once, so `limit` holds however
+    /// many were launched.
+    started: AtomicUsize,
     body: &'a B,
     opts: &'a Options<'a>,
     panic: Mutex<Option<(usize, PanicError)>>,
+    /// An item proved to block: helpers launched from now on are eager.
+    blocking: AtomicBool,
 }
 
 /// Runs `body(index, item)` for every item and returns the results in input
-/// order, or the lowest-index panic once every item is done.
-pub(crate) fn run<T, R, B>(
-    items: Vec<T>,
-    opts: &Options<'_>,
-    body: &B,
-) -> Result<Vec<R>, PanicError>
+/// order; or, once every started item is done, the lowest-index panic
+/// ([`Error::Panic`]), else the context's error if it ended the loop before
+/// every item ran (or the stop flag did: its setter knows why).
+pub(crate) fn run<T, R, B>(items: Vec<T>, opts: &Options<'_>, body: &B) -> Result<Vec<R>, Error>
 where
     T: Send,
     R: Send,
@@ -92,20 +109,25 @@ where
         progress,
         len,
         launched: AtomicUsize::new(1), // the caller
+        started: AtomicUsize::new(0),  // the caller counts itself in `helper`
         body,
         opts,
         panic: Mutex::new(None),
+        blocking: AtomicBool::new(false),
     };
     if opts.limit <= 1 || len == 1 {
         // Nothing to hand out: run here, without touching the pool.
-        helper_loop(&shared);
+        helper_loop(&shared, None);
     } else {
         let pool = pool::current();
-        // The caller works too: it takes one of the pool's CPU slots, so a
-        // CPU-bound loop wakes one helper fewer (as rayon's caller sleeps
-        // instead, this keeps exactly `target_running` threads computing).
-        let _caller = pool.enter_external();
-        scope::scope(pool, |join| helper(&shared, join));
+        scope::scope(pool.clone(), |join| {
+            // The caller works too: it takes one of the pool's CPU slots, so
+            // a CPU-bound loop wakes one helper fewer (as rayon's caller
+            // sleeps instead, this keeps exactly `target_running` threads
+            // computing), and the monitor samples it like a worker.
+            let _caller = pool.enter_external(join.id());
+            helper(&shared, join);
+        });
     }
     let Shared {
         source,
@@ -113,14 +135,18 @@ where
         ..
     } = shared;
     let outputs = source.into_outputs();
-    match first_panic.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        Some((_, p)) => {
+    match (
+        first_panic.into_inner().unwrap_or_else(|e| e.into_inner()),
+        outputs,
+    ) {
+        (Some((_, p)), outputs) => {
             panic::drop_quietly(outputs);
-            Err(p)
+            Err(Error::Panic(p))
         }
-        // Without a panic (and without a stop) every item gave its result;
-        // a stopped loop's caller ignores the outputs.
-        None => Ok(outputs.unwrap_or_default()),
+        (None, Some(outputs)) => Ok(outputs),
+        // Items were left unrun: the context ended the loop (or the stop
+        // flag did, whose setter reports its own error).
+        (None, None) => Err(opts.ctx.reason().map_or(Error::Cancelled, |r| r.to_error())),
     }
 }
 
@@ -132,12 +158,31 @@ fn helper<'scope, 'env, T, R, B>(
     R: Send,
     B: Fn(usize, T) -> R + Sync,
 {
-    // Start up to two more helpers before working: a tree, so a burst of
-    // blocking items reaches `limit` helpers in log2(limit) hand-offs.
+    let want = shared.opts.limit.min(shared.len);
+    if shared.started.fetch_add(1, Ordering::Relaxed) >= want {
+        // A helper launched before the loop turned to eager ones (see
+        // `helper_loop`), started after enough others did.
+        shared.started.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    launch_more(shared, join);
+    helper_loop(shared, Some(join));
+}
+
+/// Starts up to two more helpers: a tree, so a burst of blocking items
+/// reaches `limit` helpers in log2(limit) hand-offs.
+fn launch_more<'scope, 'env, T, R, B>(
+    shared: &'env Shared<'env, T, R, B>,
+    join: &'scope Join<'scope, 'env>,
+) where
+    T: Send,
+    R: Send,
+    B: Fn(usize, T) -> R + Sync,
+{
     for _ in 0..2 {
         let launched = shared.launched.load(Ordering::Relaxed);
         let want = shared.opts.limit.min(shared.len);
-        if launched >= want || shared.source.claimed() >= shared.len {
+        if launched >= want || shared.source.claimed() >= shared.len || stopped(shared) {
             break;
         }
         if shared
@@ -145,28 +190,74 @@ fn helper<'scope, 'env, T, R, B>(
             .compare_exchange(launched, launched + 1, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
-            join.spawn(move || helper(shared, join));
+            let wake = if shared.blocking.load(Ordering::Relaxed) {
+                Wake::Eager
+            } else {
+                Wake::Elastic
+            };
+            join.spawn(wake, move || helper(shared, join));
         }
     }
-    helper_loop(shared);
 }
 
-fn helper_loop<T, R, B>(shared: &Shared<'_, T, R, B>)
-where
+/// Whether no further item may start: the stop flag is set or the loop's
+/// context is done (one atomic load each; a deadline is marked by the timer).
+#[inline]
+fn stopped<T, R, B>(shared: &Shared<'_, T, R, B>) -> bool {
+    shared.opts.stop.is_some_and(|s| s.load(Ordering::Acquire)) || shared.opts.ctx.is_marked_done()
+}
+
+fn helper_loop<'scope, 'env, T, R, B>(
+    shared: &'env Shared<'env, T, R, B>,
+    join: Option<&'scope Join<'scope, 'env>>,
+) where
+    T: Send,
+    R: Send,
     B: Fn(usize, T) -> R + Sync,
 {
     let _current = shared.opts.ctx.enter();
     let mut chunk = 1usize;
     loop {
-        if shared.opts.stop.is_some_and(|s| s.load(Ordering::Acquire)) {
+        // Between chunks, the full check: it also reads the clock against
+        // the context's deadline.
+        if stopped(shared) || shared.opts.ctx.is_done() {
             return;
         }
         let Some(batch) = shared.source.claim(chunk) else {
             return;
         };
         let n = batch.len();
+        // A lone item may be a blocking one: measure its CPU time (two
+        // clock reads, only for single items, and only until one blocked).
+        // (Under loom the clock must not steer the model.)
+        let measure = !cfg!(velocity_loom)
+            && n == 1
+            && join.is_some()
+            && !shared.blocking.load(Ordering::Relaxed);
+        let cpu_before = if measure {
+            pool::thread_cpu_time()
+        } else {
+            None
+        };
         let began = Instant::now();
         run_batch(shared, batch);
+        if let (true, Some(join)) = (measure, join) {
+            let wall = began.elapsed();
+            // Without a thread clock (some platforms, Miri) a long item may
+            // block: the pool's fallback rule then decides how it grows.
+            let cpu = cpu_before
+                .zip(pool::thread_cpu_time())
+                .map(|(before, after)| after.saturating_sub(before));
+            if wall >= BLOCKING_ITEM && cpu.map_or(true, |c| c * BLOCKED_SHARE < wall) {
+                // Helpers launched so far may sit in the queue as loop
+                // helpers that nobody takes beside CPU-bound work: budget
+                // the tree afresh from those that started, with eager ones.
+                shared.blocking.store(true, Ordering::Relaxed);
+                let started = shared.started.load(Ordering::Relaxed);
+                shared.launched.store(started, Ordering::Relaxed);
+                launch_more(shared, join);
+            }
+        }
         if let Some(progress) = &shared.progress {
             progress.advance(n);
         }
@@ -193,8 +284,9 @@ where
 {
     // One `catch_unwind` per batch, not per item: after a panic, the rest of
     // the batch is still in `batch` and runs next.
+    let go_on = || !stopped(shared);
     loop {
-        let ran = panic::catch(|| batch.run(|index, item| (shared.body)(index, item)));
+        let ran = panic::catch(|| batch.run(go_on, |index, item| (shared.body)(index, item)));
         match ran {
             Ok(()) => return,
             Err(p) => {

@@ -2,8 +2,8 @@
 //! `for_each`/`map`/`all` loops started inside it report to.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crate::panic;
 
@@ -37,7 +37,7 @@ thread_local! {
 /// # Example
 ///
 /// ```
-/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 /// use std::sync::Arc;
 /// use velocity_async as va;
 ///
@@ -78,8 +78,13 @@ pub(crate) struct Reporter {
     callback: Callback,
     total: usize,
     done: AtomicUsize,
-    /// The last `done` reported; the lock also keeps calls one at a time.
-    reported: Mutex<usize>,
+    /// The last `done` reported. Written only by the reporter.
+    reported: AtomicUsize,
+    /// Set while one thread calls the callback: calls stay one at a time and
+    /// strictly increasing, without the callback ever running under a lock
+    /// (a slow callback holds up no helper: they leave their count for the
+    /// reporter to pick up).
+    reporting: AtomicBool,
 }
 
 /// A loop is starting on this thread: its reporter, if a callback is
@@ -91,7 +96,8 @@ pub(crate) fn start_loop(total: usize) -> (Option<Reporter>, impl Drop) {
         callback,
         total,
         done: AtomicUsize::new(0),
-        reported: Mutex::new(0),
+        reported: AtomicUsize::new(0),
+        reporting: AtomicBool::new(false),
     });
     (reporter, Restore(callback))
 }
@@ -99,11 +105,26 @@ pub(crate) fn start_loop(total: usize) -> (Option<Reporter>, impl Drop) {
 impl Reporter {
     /// `n` more items finished.
     pub(crate) fn advance(&self, n: usize) {
-        let done = self.done.fetch_add(n, Ordering::AcqRel) + n;
-        let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
-        if done > *reported {
-            *reported = done;
-            let _ = panic::catch(|| (self.callback)(done, self.total));
+        // ORDERING: SeqCst on `done` and `reporting` alike: a helper's add
+        // followed by its swap that finds `reporting` set must be seen by the
+        // reporter's load after it clears the flag (a store-buffer pattern).
+        self.done.fetch_add(n, Ordering::SeqCst);
+        // Whoever sets `reporting` reports the latest count, then looks again
+        // after clearing it: a count added while it was calling, by a helper
+        // that found `reporting` set, is reported by one of the two. Every
+        // helper calls this before its scope's latch counts it down, so the
+        // final count is reported before the loop returns.
+        while !self.reporting.swap(true, Ordering::SeqCst) {
+            let done = self.done.load(Ordering::SeqCst);
+            let fresh = done > self.reported.load(Ordering::Relaxed);
+            if fresh {
+                self.reported.store(done, Ordering::Relaxed);
+                let _ = panic::catch(|| (self.callback)(done, self.total));
+            }
+            self.reporting.store(false, Ordering::SeqCst);
+            if self.done.load(Ordering::SeqCst) <= self.reported.load(Ordering::Relaxed) {
+                return;
+            }
         }
     }
 }

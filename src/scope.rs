@@ -86,6 +86,8 @@ type Erased = Box<dyn FnOnce() + Send + 'static>;
 
 /// A queued job whose closure borrows from a [`scope`].
 struct ScopedJob {
+    /// The scope's id (`Runnable::scope_id`).
+    scope_id: u64,
     /// ORDERING: the claim is a swap; whoever turns it true runs the closure.
     claimed: AtomicBool,
     run: Mutex<Option<Erased>>,
@@ -116,15 +118,24 @@ impl Runnable for ScopedJob {
         self.try_run();
     }
 
+    fn scope_id(&self) -> u64 {
+        self.scope_id
+    }
+
     fn refuse(&self, _err: Error) {
-        // The latch must reach zero and the work must not be lost: run it here.
-        self.try_run();
+        // Left unclaimed: the scope's owner runs every job nobody started
+        // (`Join::run_unstarted`) before it waits, so the latch reaches zero
+        // and nothing is lost. Running it here instead recursed: a refused
+        // helper starts helpers that are refused in turn (10,000 jobs with no
+        // thread to spawn overflowed the stack).
     }
 }
 
 /// Hands out jobs that may borrow anything outliving `'scope`.
 pub(crate) struct Join<'scope, 'env: 'scope> {
     shared: Arc<Shared>,
+    /// Unique per scope, never 0 (`Runnable::scope_id`).
+    id: u64,
     latch: Arc<Latch>,
     jobs: Mutex<Vec<Arc<ScopedJob>>>,
     /// Invariant in `'scope` and `'env`, as in `std::thread::Scope`.
@@ -137,7 +148,7 @@ impl<'scope> Join<'scope, '_> {
     /// `panic::catch` (a panic escaping here would still be caught by
     /// `catch_unwind` below on the caller's side, but on a worker it is the
     /// closure's own contract).
-    pub(crate) fn spawn<F>(&'scope self, f: F)
+    pub(crate) fn spawn<F>(&'scope self, wake: Wake, f: F)
     where
         F: FnOnce() + Send + 'scope,
     {
@@ -156,6 +167,7 @@ impl<'scope> Join<'scope, '_> {
             unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + 'scope>, Erased>(f) };
         self.latch.count_up();
         let job = Arc::new(ScopedJob {
+            scope_id: self.id,
             claimed: AtomicBool::new(false),
             run: Mutex::new(Some(f)),
             latch: self.latch.clone(),
@@ -165,9 +177,14 @@ impl<'scope> Join<'scope, '_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(job.clone());
-        if let Err(job) = self.shared.submit(Job::Task(job), Wake::Elastic) {
+        if let Err(job) = self.shared.submit(Job::Task(job), wake) {
             job.refuse(Error::ShutDown);
         }
+    }
+
+    /// This scope's id (`Runnable::scope_id`).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// Runs, on this thread, every job nobody has started yet.
@@ -196,8 +213,12 @@ pub(crate) fn scope<'env, R>(
     shared: Arc<Shared>,
     f: impl for<'scope> FnOnce(&'scope Join<'scope, 'env>) -> R,
 ) -> R {
+    // A process-wide count (std's atomic: loom objects cannot outlive one
+    // execution); 2^64 scopes do not wrap in practice.
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let join = Join {
         shared,
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         latch: Arc::new(Latch::new()),
         jobs: Mutex::new(Vec::new()),
         scope: PhantomData,
@@ -394,8 +415,9 @@ impl<T, R> Batch<'_, T, R> {
         self.next
     }
 
-    /// Moves the next item out, marking it unanswered.
-    #[inline]
+    /// Moves the next item out, marking it unanswered (for the unit tests:
+    /// the engine takes items through `run`).
+    #[cfg(test)]
     fn take(&mut self) -> Option<(usize, T)> {
         self.settle();
         if self.next >= self.end {
@@ -416,11 +438,17 @@ impl<T, R> Batch<'_, T, R> {
     /// place. If `f` panics, the batch stays consistent: the panicking item
     /// is recorded as missing (on the next call or the drop) and the rest
     /// remain for the next call.
+    ///
+    /// `go_on` is asked before each item: once it says no, the rest of the
+    /// batch is left untaken (dropped and recorded missing with the batch).
     #[inline]
-    pub(crate) fn run(&mut self, mut f: impl FnMut(usize, T) -> R) {
+    pub(crate) fn run(&mut self, go_on: impl Fn() -> bool, mut f: impl FnMut(usize, T) -> R) {
         self.settle();
         let slots = &self.claims.slots[self.next..self.end];
         for (k, cell) in slots.iter().enumerate() {
+            if !go_on() {
+                return;
+            }
             let index = self.next;
             debug_assert_eq!(index, self.end - slots.len() + k);
             self.next += 1;
@@ -463,11 +491,26 @@ impl<T, R> Batch<'_, T, R> {
 impl<T, R> Drop for Batch<'_, T, R> {
     fn drop(&mut self) {
         // Untaken items must still be dropped, exactly once, and recorded as
-        // missing (they give no result).
-        while let Some((_, item)) = self.take() {
+        // missing (they give no result). Recorded first, in one lock: should
+        // anything unwind below, an unrecorded place would later be read as
+        // a result; a recorded one whose item was not dropped only leaks.
+        self.settle();
+        let (from, to) = (self.next, self.end);
+        if from < to {
+            self.claims
+                .missing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(from..to);
+        }
+        for index in from..to {
+            self.next = index + 1;
+            // SAFETY: `index` lies in this batch's exclusive range and was not
+            // taken (it is at or past `next`, which now moves past it), so its
+            // place still holds its item, moved out exactly once here.
+            let item = unsafe { ManuallyDrop::take(&mut (*self.claims.slots[index].get()).item) };
             crate::panic::drop_quietly(item);
         }
-        self.settle();
     }
 }
 
@@ -481,7 +524,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::{scope, Claims};
-    use crate::pool::Builder;
+    use crate::pool::{Builder, Wake};
 
     struct Counted(
         Arc<AtomicUsize>,
@@ -508,8 +551,8 @@ mod tests {
         {
             let (a, b) = data.split_at_mut(3);
             scope(pool.shared.clone(), |join| {
-                join.spawn(move || a.iter_mut().for_each(|x| *x = 1));
-                join.spawn(move || b.iter_mut().for_each(|x| *x = 2));
+                join.spawn(Wake::Elastic, move || a.iter_mut().for_each(|x| *x = 1));
+                join.spawn(Wake::Elastic, move || b.iter_mut().for_each(|x| *x = 2));
             });
         }
         assert_eq!(data, [1, 1, 1, 2, 2, 2]);
@@ -522,7 +565,7 @@ mod tests {
         let done = AtomicUsize::new(0);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             scope(pool.shared.clone(), |join| {
-                join.spawn(|| {
+                join.spawn(Wake::Elastic, || {
                     done.fetch_add(1, Ordering::SeqCst);
                 });
                 panic!("body panics after spawning");
@@ -537,10 +580,13 @@ mod tests {
     fn claims_in_place_map_gives_every_result_once() {
         let claims: Claims<u64, u64> = Claims::new((0..50).collect());
         while let Some(mut batch) = claims.claim(7) {
-            batch.run(|i, x| {
-                assert_eq!(i as u64, x);
-                x * 2
-            });
+            batch.run(
+                || true,
+                |i, x| {
+                    assert_eq!(i as u64, x);
+                    x * 2
+                },
+            );
         }
         assert_eq!(
             claims.into_outputs().unwrap(),
@@ -555,10 +601,13 @@ mod tests {
         let items: Vec<Counted> = (0..20).map(|i| Counted(ins.clone(), i)).collect();
         let claims: Claims<Counted, (Counted, String)> = Claims::new(items);
         while let Some(mut batch) = claims.claim(3) {
-            batch.run(|_, item| {
-                drop(item);
-                (Counted(outs.clone(), 0), String::from("x"))
-            });
+            batch.run(
+                || true,
+                |_, item| {
+                    drop(item);
+                    (Counted(outs.clone(), 0), String::from("x"))
+                },
+            );
         }
         let out = claims.into_outputs().unwrap();
         assert_eq!(ins.load(Ordering::SeqCst), 20);
@@ -574,21 +623,27 @@ mod tests {
         let claims: Claims<Counted, Counted> = Claims::new(items);
         let mut batch = claims.claim(10).unwrap();
         let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            batch.run(|i, item| {
-                drop(item);
-                if i == 4 {
-                    panic!("item 4");
-                }
-                Counted(outs.clone(), 0)
-            })
+            batch.run(
+                || true,
+                |i, item| {
+                    drop(item);
+                    if i == 4 {
+                        panic!("item 4");
+                    }
+                    Counted(outs.clone(), 0)
+                },
+            )
         }));
         assert!(first.is_err());
         assert_eq!(batch.unanswered(), Some(4));
         // The rest of the batch runs on.
-        batch.run(|_, item| {
-            drop(item);
-            Counted(outs.clone(), 0)
-        });
+        batch.run(
+            || true,
+            |_, item| {
+                drop(item);
+                Counted(outs.clone(), 0)
+            },
+        );
         drop(batch);
         assert!(claims.into_outputs().is_none(), "index 4 has no result");
         assert_eq!(ins.load(Ordering::SeqCst), 10);
@@ -596,6 +651,36 @@ mod tests {
             outs.load(Ordering::SeqCst),
             9,
             "the nine results are dropped once each"
+        );
+    }
+
+    #[test]
+    fn a_batch_told_to_stop_leaves_the_rest_untaken_and_dropped_once() {
+        let ins = Arc::new(AtomicUsize::new(0));
+        let outs = Arc::new(AtomicUsize::new(0));
+        let items: Vec<Counted> = (0..6).map(|i| Counted(ins.clone(), i)).collect();
+        let claims: Claims<Counted, Counted> = Claims::new(items);
+        let mut batch = claims.claim(6).unwrap();
+        let ran = AtomicUsize::new(0);
+        batch.run(
+            || ran.load(Ordering::SeqCst) < 2,
+            |_, item| {
+                drop(item);
+                ran.fetch_add(1, Ordering::SeqCst);
+                Counted(outs.clone(), 0)
+            },
+        );
+        assert_eq!(ran.load(Ordering::SeqCst), 2);
+        drop(batch); // four untaken items, dropped and recorded missing
+        assert_eq!(ins.load(Ordering::SeqCst), 6);
+        assert!(
+            claims.into_outputs().is_none(),
+            "four places have no result"
+        );
+        assert_eq!(
+            outs.load(Ordering::SeqCst),
+            2,
+            "the two results dropped once"
         );
     }
 

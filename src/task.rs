@@ -104,7 +104,7 @@ impl<T> Slot<T> {
             self.cond.notify_all();
         }
         for w in wakers {
-            w.wake();
+            panic::wake(w);
         }
         Ok(())
     }
@@ -139,15 +139,12 @@ impl<T> Slot<T> {
 
 impl<T> Drop for Slot<T> {
     fn drop(&mut self) {
-        // A result nobody collected: its Drop may panic, and this may run on a
-        // worker or in whoever dropped the last handle.
-        let outcome = self
-            .inner
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .outcome
-            .take();
-        panic::drop_quietly(outcome);
+        // A result nobody collected, and wakers nobody woke: their Drop may
+        // panic, and this may run on a worker or in whoever dropped the last
+        // handle.
+        let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        panic::drop_quietly(inner.outcome.take());
+        panic::drop_quietly(std::mem::take(&mut inner.wakers));
     }
 }
 
@@ -355,6 +352,12 @@ pub(crate) trait Runnable: Send + Sync {
     fn run_queued(&self);
     /// The pool could not run the job: decide the outcome with `err`.
     fn refuse(&self, err: Error);
+    /// The loop (scope) this job helps, if it is a loop helper: non-zero,
+    /// unique per scope. The monitor promotes the queued helpers of a loop
+    /// whose running helpers it finds blocked.
+    fn scope_id(&self) -> u64 {
+        0
+    }
 }
 
 impl<T, F> Runnable for TaskCell<T, F>
@@ -626,16 +629,13 @@ impl<T> Task<T> {
         if spin_until_resolved(slot, until) {
             return true;
         }
-        // Block. While blocked, a worker thread counts as blocked, so its pool
-        // may start another thread for the queue (Go's hand-off on a blocking
-        // system call).
+        // Block. While blocked, a worker thread counts as blocked and lends
+        // its slot, so its pool starts another thread for the queue even at
+        // its cap (Go's hand-off on a blocking system call): the job this
+        // waits for stays runnable, and the wait still ends at its deadline
+        // or cancel, which running the job inline here could not promise.
         let _blocked = pool::BlockedGuard::enter();
         let ctx_deadline = self.core.context().and_then(Context::deadline);
-        // An externally cancellable job may still be unstarted on a pool that
-        // has saturated since it was queued; see below. Once an inline run was
-        // refused (a worker took the job, or it never runs inline), only its
-        // outcome is awaited.
-        let mut may_inline = external;
         let mut inner = slot.lock();
         loop {
             if slot.kind.load(Ordering::Acquire) != PENDING {
@@ -652,30 +652,11 @@ impl<T> Task<T> {
                 inner = slot.lock();
                 continue;
             }
-            // An externally cancellable job that has not started, on a
-            // saturated pool: run it here, or nobody may ever run it.
-            if may_inline && self.core.pool().is_some_and(|p| p.is_saturated()) {
-                drop(inner);
-                if self.core.run_inline() {
-                    return true;
-                }
-                may_inline = false;
-                inner = slot.lock();
-                continue;
-            }
-            let mut wake = [until, ctx_deadline].into_iter().flatten().min();
-            if may_inline {
-                let recheck = now + SATURATION_RECHECK;
-                wake = Some(wake.map_or(recheck, |w| w.min(recheck)));
-            }
+            let wake = [until, ctx_deadline].into_iter().flatten().min();
             inner = slot.sleep(inner, wake.map(|w| w - now));
         }
     }
 }
-
-/// How often a blocked waiter on an externally cancellable, unstarted job
-/// checks whether the pool has saturated (see `wait_until`).
-const SATURATION_RECHECK: Duration = Duration::from_millis(5);
 
 /// How long a waiter spins before it blocks: a hand-off between two running
 /// threads takes well under a microsecond, a wake-up of a sleeping one tens.
@@ -726,11 +707,19 @@ impl<T> Future for Task<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         let slot = self.core.slot();
         if self.kind() == PENDING {
-            let mut inner = slot.lock();
-            if slot.kind.load(Ordering::Acquire) == PENDING {
-                if !inner.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    inner.wakers.push(cx.waker().clone());
+            // Cloning and dropping a waker runs the executor's code: never
+            // under the slot's lock.
+            let mut waker = Some(cx.waker().clone());
+            let pending = {
+                let mut inner = slot.lock();
+                let pending = slot.kind.load(Ordering::Acquire) == PENDING;
+                if pending && !inner.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    inner.wakers.extend(waker.take());
                 }
+                pending
+            };
+            panic::drop_quietly(waker);
+            if pending {
                 return Poll::Pending;
             }
         }

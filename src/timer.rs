@@ -78,9 +78,14 @@ fn timer_loop() {
         if !due.is_empty() {
             drop(t);
             for ctx in due.drain(..) {
-                if let Some(ctx) = ctx.upgrade() {
-                    ctx.fire(Reason::Deadline);
-                }
+                // Firing runs no user code unguarded (wakers are woken under
+                // `catch_unwind`), but this thread serves every deadline in
+                // the process: nothing may unwind out of it.
+                let _ = crate::panic::catch(move || {
+                    if let Some(ctx) = ctx.upgrade() {
+                        ctx.fire(Reason::Deadline);
+                    }
+                });
             }
             t = TIMERS.lock().unwrap_or_else(|e| e.into_inner());
             continue;

@@ -213,6 +213,9 @@ fn items_see_a_child_of_the_callers_context() {
             });
             tx.send(r).unwrap();
         });
+        // Both items started (a cancelled loop starts no further item), then
+        // the cancel reaches both.
+        started_rx.recv().unwrap();
         started_rx.recv().unwrap();
         ctx.cancel();
         assert!(rx.recv().unwrap().unwrap().iter().all(|d| *d));

@@ -48,6 +48,14 @@ pub(crate) enum Job {
 }
 
 impl Job {
+    /// The loop this job helps, or 0 (`Runnable::scope_id`).
+    fn scope_id(&self) -> u64 {
+        match self {
+            Job::Task(t) => t.scope_id(),
+            Job::Go(_) => 0,
+        }
+    }
+
     /// Runs the job on this thread and counts it in `shared`'s stats.
     fn run(self, shared: &Shared) {
         match self {
@@ -103,6 +111,8 @@ pub(crate) struct WorkerInfo {
     /// Set the first time the worker goes idle: from then on its CPU time
     /// since birth no longer measures its current job.
     pub(crate) has_idled: AtomicBool,
+    /// The loop whose helper it runs (`Runnable::scope_id`), or 0.
+    pub(crate) scope: AtomicU64,
 }
 
 /// How an idle worker is woken.
@@ -131,6 +141,13 @@ impl State {
         self.waking += 1;
         Some(s)
     }
+}
+
+/// What a worker may take from the queue (`Shared::takeable`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Take {
+    Oldest,
+    OldestEager,
 }
 
 /// What `Shared::call_monitor` decided.
@@ -176,9 +193,33 @@ impl State {
         self.waking += 1;
     }
 
-    /// Pops the next job, keeping `eager_queued` in step.
-    pub(crate) fn pop_job(&mut self) -> Option<Job> {
-        let (job, wake) = self.queue.pop_front()?;
+    /// Turns the queued helpers of the loops in `scopes` into eager jobs: the
+    /// monitor found helpers of theirs blocked, so these are blocking work
+    /// that must get threads whatever the CPU load. Returns how many.
+    pub(crate) fn promote(&mut self, scopes: &[u64]) -> usize {
+        let mut promoted = 0;
+        for (job, wake) in &mut self.queue {
+            if *wake == Wake::Elastic && scopes.contains(&job.scope_id()) {
+                *wake = Wake::Eager;
+                promoted += 1;
+            }
+        }
+        self.eager_queued += promoted;
+        promoted
+    }
+
+    /// Pops the oldest job, or with `eager_only` the oldest eager one,
+    /// keeping `eager_queued` in step.
+    pub(crate) fn pop_job(&mut self, eager_only: bool) -> Option<Job> {
+        let at = if eager_only {
+            if self.eager_queued == 0 {
+                return None;
+            }
+            self.queue.iter().position(|(_, w)| *w == Wake::Eager)?
+        } else {
+            0
+        };
+        let (job, wake) = self.queue.remove(at)?;
         if wake == Wake::Eager {
             self.eager_queued -= 1;
         }
@@ -211,6 +252,8 @@ pub(crate) struct Shared {
     /// Threads outside the pool running a loop's items themselves (the
     /// caller of `map` or `all`): they occupy a CPU like a running worker.
     external: AtomicUsize,
+    /// Those of them with a CPU clock, sampled by the monitor.
+    callers: Mutex<Vec<Arc<WorkerInfo>>>,
     /// Named tasks running now, for `Pool::running_tasks`; unnamed tasks
     /// never touch it.
     named: Mutex<Vec<NamedRun>>,
@@ -298,19 +341,72 @@ pub(crate) fn install<R>(shared: &Arc<Shared>, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// CPU time the calling thread has used, if the platform tells: how the
+/// loop engine finds that its items block.
+pub(crate) fn thread_cpu_time() -> Option<Duration> {
+    ThreadClock::current()?.read()
+}
+
 /// The lazily built global pool (default settings).
 pub(crate) fn global() -> &'static Pool {
     static GLOBAL: OnceLock<Pool> = OnceLock::new();
     GLOBAL.get_or_init(|| Builder::new().build())
 }
 
+crate::sync::thread_local_const! {
+    /// The record of a thread outside the pool while it runs a loop's items
+    /// (made on its first loop, then reused): the monitor samples it like a
+    /// worker's, so a loop whose caller blocks is seen blocking.
+    static CALLER: RefCell<Option<Arc<WorkerInfo>>> = RefCell::new(None);
+}
+
+/// The calling thread's record as a loop caller (see `CALLER`).
+fn caller_info() -> Option<Arc<WorkerInfo>> {
+    // Ids of callers never meet workers' ids (counted from 0 per pool).
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 63);
+    CALLER
+        .try_with(|c| {
+            c.borrow_mut()
+                .get_or_insert_with(|| {
+                    Arc::new(WorkerInfo {
+                        id: NEXT.fetch_add(1, Ordering::Relaxed),
+                        clock: ThreadClock::current(),
+                        state: ThreadState::current(),
+                        born: Instant::now(),
+                        busy: AtomicBool::new(true),
+                        blocked: AtomicBool::new(false),
+                        jobs: AtomicU64::new(0),
+                        // Not measured from its birth: it did other things.
+                        has_idled: AtomicBool::new(true),
+                        scope: AtomicU64::new(0),
+                    })
+                })
+                .clone()
+        })
+        .ok()
+}
+
 /// Undoes [`Shared::enter_external`].
 pub(crate) struct ExternalGuard {
+    /// Set for a thread outside the pool: counted in `external`.
     shared: Option<Arc<Shared>>,
+    info: Option<Arc<WorkerInfo>>,
+    previous_scope: u64,
+    /// In `Shared::callers` (it has a CPU clock to sample).
+    listed: bool,
 }
 
 impl Drop for ExternalGuard {
     fn drop(&mut self) {
+        if let Some(info) = &self.info {
+            info.scope.store(self.previous_scope, Ordering::Relaxed);
+            if let (true, Some(shared)) = (self.listed, &self.shared) {
+                let mut callers = shared.callers.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(i) = callers.iter().rposition(|c| Arc::ptr_eq(c, info)) {
+                    callers.swap_remove(i);
+                }
+            }
+        }
         if let Some(shared) = &self.shared {
             shared.external.fetch_sub(1, Ordering::Relaxed);
         }
@@ -378,6 +474,7 @@ impl Shared {
             spawn_failures: AtomicU64::new(0),
             grow_budget: AtomicUsize::new(0),
             external: AtomicUsize::new(0),
+            callers: Mutex::new(Vec::new()),
             named: Mutex::new(Vec::new()),
             next_named: AtomicU64::new(0),
             #[cfg(all(test, not(velocity_loom)))]
@@ -391,6 +488,63 @@ impl Shared {
         // because every critical section finishes its updates before anything
         // that could panic.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many threads may be alive, and how many jobs may run at once:
+    /// `max_threads`, plus one for every worker blocked in a wait of ours
+    /// (`Task::wait`, a loop's join). A blocked worker lends its slot, as Go
+    /// hands a blocked thread's P to another: the work it waits for must stay
+    /// runnable at the cap, or a nested wait could outlive its deadline
+    /// (run inline) or never end (a race at the cap). `max_threads` therefore
+    /// bounds the threads *running user code*; the threads alive exceed it
+    /// only by waiters of ours (README.md, "Why nested waits cannot
+    /// deadlock").
+    pub(crate) fn cap(&self) -> usize {
+        self.config
+            .max_threads
+            .saturating_add(self.blocked.load(Ordering::SeqCst))
+    }
+
+    /// Whether a worker may take a job now; see `take_job`.
+    pub(crate) fn can_take(&self, st: &State) -> bool {
+        self.takeable(st).is_some()
+    }
+
+    /// What a worker may take now, if anything.
+    ///
+    /// * Nothing while `cap` jobs run (after a lent slot is given back, the
+    ///   extra thread finishes its job and then waits: the cap holds again).
+    /// * The oldest job while fewer than `target_running` threads compute,
+    ///   or after a shutdown (everything queued must drain).
+    /// * Otherwise only the oldest eager job. A loop helper is optional
+    ///   parallelism (its caller runs it if nobody does), so a thread woken
+    ///   for blocked work never takes a CPU-bound loop's helper and leaves
+    ///   the blocked work starving; a loop whose items block turns to eager
+    ///   helpers itself (`parallel.rs`).
+    fn takeable(&self, st: &State) -> Option<Take> {
+        if st.queue.is_empty() || st.running >= self.cap() {
+            None
+        } else if st.closed || self.computing(st) < self.config.target_running {
+            Some(Take::Oldest)
+        } else if st.eager_queued > 0 {
+            Some(Take::OldestEager)
+        } else {
+            None
+        }
+    }
+
+    /// Pops the job a worker may take now (see `takeable`).
+    pub(crate) fn take_job(&self, st: &mut State) -> Option<Job> {
+        let take = self.takeable(st)?;
+        st.pop_job(take == Take::OldestEager)
+    }
+
+    /// Threads running a job, or a loop's items, and not blocked in a wait
+    /// of ours. Unlike `active`, workers on their way are not counted: they
+    /// are the ones asking.
+    fn computing(&self, st: &State) -> usize {
+        (st.running + self.external.load(Ordering::Relaxed))
+            .saturating_sub(self.blocked.load(Ordering::Relaxed))
     }
 
     /// Workers that are computing or about to: running a job and not blocked
@@ -428,16 +582,53 @@ impl Shared {
         self.named.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Counts the calling thread as computing for this pool while the guard
-    /// lives, unless it is one of the pool's own workers (already counted).
-    pub(crate) fn enter_external(self: &Arc<Self>) -> ExternalGuard {
-        if self.is_own_worker() {
-            return ExternalGuard { shared: None };
+    /// The calling thread runs the items of loop `scope` while the guard
+    /// lives: its record says so (for the monitor to promote the loop's
+    /// helpers should it block), and unless it is one of the pool's own
+    /// workers (already counted) it counts as computing and is sampled.
+    pub(crate) fn enter_external(self: &Arc<Self>, scope: u64) -> ExternalGuard {
+        let own = WORKER
+            .try_with(|w| {
+                w.borrow()
+                    .as_ref()
+                    .filter(|(s, _)| Arc::ptr_eq(s, self))
+                    .map(|(_, info)| info.clone())
+            })
+            .ok()
+            .flatten();
+        let (shared, info) = match own {
+            Some(info) => (None, Some(info)),
+            None => {
+                self.external.fetch_add(1, Ordering::Relaxed);
+                (Some(self.clone()), caller_info())
+            }
+        };
+        let previous_scope = info
+            .as_ref()
+            .map_or(0, |i| i.scope.swap(scope, Ordering::Relaxed));
+        // Only a clock tells blocked from computing for a caller: one with
+        // no clock is never sampled (it would look blocked after a tick).
+        let listed = shared.is_some() && info.as_ref().is_some_and(|i| i.clock.is_some());
+        if let (true, Some(info)) = (listed, &info) {
+            self.callers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(info.clone());
         }
-        self.external.fetch_add(1, Ordering::Relaxed);
         ExternalGuard {
-            shared: Some(self.clone()),
+            shared,
+            info,
+            previous_scope,
+            listed,
         }
+    }
+
+    /// The records of the loop callers outside the pool, for the monitor.
+    pub(crate) fn callers(&self) -> Vec<Arc<WorkerInfo>> {
+        self.callers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Work waits that no thread is on its way to take: nobody is idle, or
@@ -507,13 +698,15 @@ impl Shared {
     }
 
     /// A worker is about to block: if work waits, wake an idle worker or
-    /// start one (the cap allows), so the CPU it leaves is used.
+    /// start one (its slot is lent, see `cap`), so the CPU it leaves is used
+    /// and the work it may be waiting for runs. Also after a shutdown: the
+    /// work it waits for was submitted before and must run.
     pub(crate) fn replace_blocked_worker(self: &Arc<Self>) {
         let st = self.lock();
-        if st.queue.is_empty() || st.closed {
+        if st.queue.is_empty() {
             return;
         }
-        let _ = self.wake_or_start(st, self.config.max_threads);
+        let _ = self.wake_or_start(st, self.cap());
     }
 
     /// Gives the queue `n` more workers: idle ones first, then new threads
@@ -527,8 +720,10 @@ impl Shared {
                 None => break,
             }
         }
-        let spawn = (n - woken.len()).min(self.config.max_threads.saturating_sub(st.alive));
-        let spawn_now = spawn > 0 && !st.closed;
+        // A closed pool grows too: work submitted before the shutdown may
+        // wait for work queued behind it, and must all run.
+        let spawn = (n - woken.len()).min(self.cap().saturating_sub(st.alive));
+        let spawn_now = spawn > 0;
         if spawn_now {
             self.grow_budget.store(spawn - 1, Ordering::Relaxed);
             st.reserve_thread();
@@ -554,7 +749,7 @@ impl Shared {
                 return;
             }
             let st = self.lock();
-            if !self.starving(&st) || st.alive >= self.config.max_threads || st.closed {
+            if !self.starving(&st) || st.alive >= self.cap() {
                 self.grow_budget.store(0, Ordering::Relaxed);
                 return;
             }
@@ -589,13 +784,24 @@ impl Shared {
     /// Rolls back a failed spawn. If no worker is left to run the queue, every
     /// queued job is refused with the error rather than stranded.
     #[cold]
-    fn spawn_failed(&self, e: std::io::Error) {
+    fn spawn_failed(self: &Arc<Self>, e: std::io::Error) {
         self.spawn_failures.fetch_add(1, Ordering::Relaxed);
         let mut st = self.lock();
         st.alive -= 1;
         st.waking -= 1;
         if st.alive > 0 {
-            return; // the living workers will get to the queue
+            // The living workers will get to the queue, but submitters may
+            // have counted on this thread (it was in `waking`) and woken
+            // nobody: wake a sleeper, or have the monitor look.
+            if !st.queue.is_empty() {
+                if let Some(sleeper) = st.pop_idle() {
+                    drop(st);
+                    sleeper.unpark();
+                } else {
+                    self.wake_monitor(st);
+                }
+            }
+            return;
         }
         let jobs: Vec<Job> = st.queue.drain(..).map(|(job, _)| job).collect();
         st.eager_queued = 0;
@@ -645,7 +851,20 @@ impl Shared {
                 let weak = Arc::downgrade(self);
                 let spawned = std::thread::Builder::new()
                     .name(format!("{}-monitor", self.config.name))
-                    .spawn(move || monitor::main_loop(weak));
+                    .spawn(move || {
+                        // It runs no user code; should a bug of ours panic
+                        // in it, the next backed-up submission starts a
+                        // new one instead of the pool never growing again.
+                        let run = std::panic::AssertUnwindSafe(|| monitor::main_loop(weak.clone()));
+                        if let Err(payload) = std::panic::catch_unwind(run) {
+                            crate::panic::recover(payload);
+                            if let Some(shared) = weak.upgrade() {
+                                let mut st = shared.lock();
+                                st.monitor = false;
+                                st.monitor_sleeping = false;
+                            }
+                        }
+                    });
                 if let Ok(handle) = spawned {
                     self.keep_handle(handle);
                 } else {
@@ -697,12 +916,6 @@ impl Shared {
                     .is_some_and(|(s, _)| Arc::ptr_eq(s, self))
             })
             .unwrap_or(false)
-    }
-
-    /// Whether a waiter cannot count on a free thread ever taking queued work.
-    pub(crate) fn is_saturated(&self) -> bool {
-        let st = self.lock();
-        st.alive >= self.config.max_threads && st.idle.is_empty()
     }
 
     pub(crate) fn count_skipped(&self) {

@@ -60,35 +60,45 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
         let process_before = (os::process_cpu_time(), Instant::now());
         std::thread::sleep(interval);
         let Some(shared) = pool.upgrade() else { return };
-        let (busy, queued, room) = {
+        let (busy, workers_busy, queued, eager, room) = {
             let st = shared.lock();
             // Workers spinning or woken are about to take from the queue.
             let coming = st.waking + shared.spinners.load(Ordering::SeqCst);
-            if !shared.starving(&st) || st.closed || st.queue.len() <= coming {
+            // After a shutdown too: queued work may be what running work
+            // waits for (it was submitted before, so it runs).
+            if !shared.starving(&st) || st.queue.len() <= coming {
                 continue;
             }
-            let busy: Vec<Arc<WorkerInfo>> = st
+            let mut busy: Vec<Arc<WorkerInfo>> = st
                 .workers
                 .iter()
                 .filter(|w| w.busy.load(Ordering::Relaxed))
                 .cloned()
                 .collect();
+            let workers_busy = busy.len();
+            // Loop callers outside the pool are sampled the same way.
+            busy.extend(shared.callers());
             (
                 busy,
+                workers_busy,
                 st.queue.len(),
-                shared.config.max_threads.saturating_sub(st.alive) + st.idle.len(),
+                st.eager_queued,
+                shared.cap().saturating_sub(st.alive) + st.idle.len(),
             )
         };
         // Workers descheduled because the CPUs are full look "blocked" by
-        // their own clocks; the process clock tells them apart. (And when
-        // the CPUs are full, more threads would only contend.)
-        if let (Some(before), Some(after)) = (process_before.0, os::process_cpu_time()) {
-            let wall = process_before.1.elapsed();
-            if after.saturating_sub(before) * SATURATED_DEN >= wall * SATURATED_NUM * cpus {
-                samples.clear();
-                continue;
+        // their own clocks; the process clock tells when that may be so.
+        // Then only threads known to block count (see `classify`): a
+        // blocked thread needs no CPU, so a busy CPU is no reason to leave
+        // blocked work waiting, but more threads for CPU work would only
+        // contend.
+        let saturated = match (process_before.0, os::process_cpu_time()) {
+            (Some(before), Some(after)) => {
+                let wall = process_before.1.elapsed();
+                after.saturating_sub(before) * SATURATED_DEN >= wall * SATURATED_NUM * cpus
             }
-        }
+            _ => false,
+        };
         // Busy workers that the kernel does not count as runnable are asleep
         // in it: blocked for sure. Unlike the clocks, this needs no earlier
         // sample, so a burst that wakes many idle workers into blocking jobs
@@ -102,29 +112,52 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
         } else {
             0
         };
-        let blocked = if asleep >= queued.min(room) {
-            // Enough sleepers to cover the queue: reading every busy
-            // worker's clock (a system call each, ~1,000 of them in a big
-            // burst, every tick) would not change what is started. The
-            // samples would go stale: start afresh next time.
+        let mut blocked_loops = Vec::new();
+        let blocked = if asleep >= queued.min(room) && eager == queued {
+            // Enough sleepers to cover a queue of eager jobs: reading every
+            // busy worker's clock (a system call each, ~1,000 of them in a
+            // big burst, every tick) would not change what is started. (Loop
+            // helpers are promoted by who blocks, so they need the reads.)
+            // The samples would go stale: start afresh next time.
             samples.clear();
             asleep
         } else {
-            classify(&busy, &mut samples, interval).max(asleep)
+            classify(&busy, &mut samples, interval, saturated, &mut blocked_loops).max(asleep)
         };
+        // A loop with a blocked helper is blocking work: its queued helpers
+        // become eager, so the threads started below take them (loop helpers
+        // are otherwise taken only while the CPUs have room).
+        let mut eager = eager;
+        if !blocked_loops.is_empty() {
+            eager += shared.lock().promote(&blocked_loops);
+        }
         let running = busy.len() - blocked;
         // Callers running a loop's items themselves (`map`, `all`) compute
-        // too: they take CPUs just as workers do.
-        let running = running + shared.external.load(Ordering::Relaxed);
+        // too: they take CPUs just as workers do. Those with a CPU clock were
+        // sampled above; the rest count as computing.
+        let sampled = busy.len() - workers_busy;
+        let running = running
+            + shared
+                .external
+                .load(Ordering::Relaxed)
+                .saturating_sub(sampled);
         let target = shared.config.target_running;
         // Keep `target` threads computing, and add one for each blocked
         // worker (Go hands a blocked thread's CPU to a new one): every
         // blocked worker is evidence of blocking work, so the pool doubles
         // per tick and 1,000 blocking jobs get their threads in ~10 ticks.
+        // Only as many as there are jobs they may take: loop helpers only
+        // while fewer than `target` compute (`Shared::takeable`).
+        // (`eager` may exceed the `queued` snapshot once helpers were
+        // promoted: the queue moved on meanwhile.)
+        let takeable = eager
+            + queued
+                .saturating_sub(eager)
+                .min(target.saturating_sub(running));
         let want = target
             .saturating_sub(running)
             .max(blocked)
-            .min(queued)
+            .min(takeable)
             .min(room);
         // Idle workers first; new threads start as a tree (each new worker
         // starts up to two more before taking work), so 1,000 threads take
@@ -138,17 +171,32 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
 /// Counts the busy workers that are blocked (the rest compute) by how much
 /// CPU time each used since the last sample, and keeps a fresh sample of
 /// each busy worker (only theirs) for the next tick.
+///
+/// With `saturated` (the process used most of every CPU this tick), a low
+/// worker counts as blocked only if its run state was read and it is not
+/// runnable: low CPU time then also means "waiting for a CPU".
+///
+/// The loops whose helpers are blocked are added to `blocked_loops`.
 fn classify(
     busy: &[Arc<WorkerInfo>],
     samples: &mut HashMap<u64, Sample>,
     interval: Duration,
+    saturated: bool,
+    blocked_loops: &mut Vec<u64>,
 ) -> usize {
     let now = Instant::now();
     let mut blocked = 0;
     let mut state_reads = 0;
     for w in busy {
+        let scope = w.scope.load(Ordering::Relaxed);
+        let mut note_loop = || {
+            if scope != 0 && !blocked_loops.contains(&scope) {
+                blocked_loops.push(scope);
+            }
+        };
         if w.blocked.load(Ordering::Relaxed) {
             blocked += 1;
+            note_loop();
             continue;
         }
         let jobs = w.jobs.load(Ordering::Relaxed);
@@ -174,16 +222,22 @@ fn classify(
         };
         // Low CPU, but runnable right now? Then it is waiting for a CPU (a
         // busy machine, a hypervisor's steal): computing, not blocked.
-        if low && state_reads < MAX_STATE_READS {
-            if let Some(state) = &w.state {
-                state_reads += 1;
-                if state.is_runnable() == Some(true) {
-                    low = false;
+        if low {
+            let mut asleep = None;
+            if state_reads < MAX_STATE_READS {
+                if let Some(state) = &w.state {
+                    state_reads += 1;
+                    asleep = state.is_runnable().map(|r| !r);
                 }
             }
+            low = match asleep {
+                Some(asleep) => asleep,
+                None => !saturated,
+            };
         }
         if low {
             blocked += 1;
+            note_loop();
         }
         samples.insert(
             w.id,

@@ -21,6 +21,7 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
             blocked: AtomicBool::new(false),
             jobs: Default::default(),
             has_idled: AtomicBool::new(false),
+            scope: Default::default(),
         });
         st.next_id += 1;
         st.workers.push(info.clone());
@@ -38,7 +39,7 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
     // from here on it is idle or running.
     st.waking -= 1;
     loop {
-        if let Some(job) = st.pop_job() {
+        if let Some(job) = shared.take_job(&mut st) {
             shared.queued.store(st.queue.len(), Ordering::Release);
             st.running += 1;
             // More work waits than threads are on their way: pass the wake-up
@@ -73,8 +74,15 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
                 s.unpark();
             }
             info.jobs.fetch_add(1, Ordering::Relaxed);
+            info.scope.store(job.scope_id(), Ordering::Relaxed);
             info.busy.store(true, Ordering::Relaxed);
-            job.run(&shared);
+            // Every job wraps user code in the panic policy; this is defence
+            // in depth, so the bookkeeping below always runs.
+            if let Err(payload) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(&shared)))
+            {
+                crate::panic::recover(payload);
+            }
             info.busy.store(false, Ordering::Relaxed);
             st = shared.lock();
             st.running -= 1;
@@ -96,7 +104,7 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
         info.has_idled.store(true, Ordering::Relaxed);
         spin_for_work(&shared);
         st = shared.lock();
-        if !st.queue.is_empty() {
+        if shared.can_take(&st) {
             continue;
         }
         if st.closed {
