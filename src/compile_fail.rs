@@ -60,6 +60,24 @@
 //! velocity_async::for_each(0..10, 2, |i| cell.set(i)).unwrap();
 //! ```
 //!
+//! A `Task<T>` is `Send` only if `T` is (it hands its `T` to whoever holds
+//! it), and `Sync` only if `T` is `Send`:
+//!
+//! ```compile_fail,E0277
+//! fn send<S: Send>() {}
+//! send::<velocity_async::Task<std::rc::Rc<u8>>>();
+//! ```
+//!
+//! ```compile_fail,E0277
+//! fn sync<S: Sync>() {}
+//! sync::<velocity_async::Task<std::rc::Rc<u8>>>();
+//! ```
+//!
+//! ```
+//! fn both<S: Send + Sync + Unpin>() {}
+//! both::<velocity_async::Task<std::cell::Cell<u8>>>(); // Cell is Send, not Sync
+//! ```
+//!
 //! And, for contrast, the borrowing forms that are sound do compile:
 //!
 //! ```

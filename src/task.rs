@@ -20,6 +20,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -438,7 +439,16 @@ where
 #[must_use = "dropping a Task detaches it; call get() to wait for the result"]
 pub struct Task<T> {
     core: Arc<dyn TaskCore<T>>,
+    /// The handle hands a `T` to whoever holds it, on its thread: `Send`
+    /// only if `T` is, and `Sync` only if `T` is `Send` (shared handles
+    /// only wait and look, like a `Mutex<T>`'s guarantees). Without this,
+    /// `Arc<dyn TaskCore<T>>` (whose trait is `Send + Sync`) made every
+    /// `Task<T>` both, whatever `T`.
+    _value: PhantomData<std::sync::Mutex<T>>,
 }
+
+// A handle is only an `Arc`: moving it never moves the outcome.
+impl<T> Unpin for Task<T> {}
 
 impl<T> fmt::Debug for Task<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -457,7 +467,10 @@ impl<T> fmt::Debug for Task<T> {
 impl<T: Send + 'static> Task<T> {
     /// A handle on a task's core: a queued job's cell, a race's record.
     pub(crate) fn from_core(core: Arc<dyn TaskCore<T>>) -> Self {
-        Task { core }
+        Task {
+            core,
+            _value: PhantomData,
+        }
     }
 
     /// A task whose outcome is already decided.
@@ -466,6 +479,7 @@ impl<T: Send + 'static> Task<T> {
         let _ = slot.resolve(r);
         Task {
             core: Arc::new(Decided(slot)),
+            _value: PhantomData,
         }
     }
 }

@@ -95,20 +95,58 @@ mod log_feature {
             true
         }
         fn log(&self, record: &log::Record<'_>) {
-            RECORDS.lock().unwrap().push((
-                record.level(),
-                record.target().to_string(),
-                record.args().to_string(),
-            ));
+            let message = record.args().to_string();
+            let panics = message.contains(LOGGER_PANICS);
+            RECORDS
+                .lock()
+                .unwrap()
+                .push((record.level(), record.target().to_string(), message));
+            // A logger is user code too: this one panics on cue.
+            assert!(!panics, "the logger panics");
         }
         fn flush(&self) {}
+    }
+
+    /// A recovered panic with this message makes the logger panic.
+    const LOGGER_PANICS: &str = "make the logger panic";
+
+    fn install() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            log::set_logger(&Capture).unwrap();
+            log::set_max_level(log::LevelFilter::Trace);
+        });
+    }
+
+    /// Regression (#11): the report ran outside `catch_unwind`, so a
+    /// panicking logger unwound through the worker; inside a loop's helper
+    /// the count-down was skipped and the caller of `map` hung.
+    #[test]
+    fn a_panicking_logger_kills_no_worker_and_hangs_no_loop() {
+        within(60, || {
+            install();
+            let pool = va::Pool::builder().max_threads(2).build();
+            let r = pool.install(|| {
+                va::map(0..8, |i| {
+                    if i % 2 == 1 {
+                        panic!("{LOGGER_PANICS}");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    i
+                })
+            });
+            assert!(r.unwrap_err().is_panic());
+            pool.go(|| panic!("{LOGGER_PANICS}"));
+            // Both threads are still there and still run jobs.
+            super::common::run_all_at_once(&pool, 2);
+            assert_eq!(pool.stats().threads_running, 0);
+        });
     }
 
     #[test]
     fn a_recovered_panic_without_a_handler_is_logged_once() {
         within(60, || {
-            log::set_logger(&Capture).unwrap();
-            log::set_max_level(log::LevelFilter::Trace);
+            install();
             va::go(|| panic!("logged boom"));
             let logged = || {
                 RECORDS

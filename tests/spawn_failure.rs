@@ -113,6 +113,19 @@ fn child_no_thread_fits() {
         rx.recv_timeout(Duration::from_secs(10)).unwrap(),
         std::thread::current().id()
     );
+    // Regression (#11): a refused loop helper used to run on the refusing
+    // thread, where it started helpers that were refused in turn: 10,000
+    // closures overflowed the stack. The caller now runs them all.
+    let ran = AtomicUsize::new(0);
+    let jobs: Vec<_> = (0..10_000)
+        .map(|_| {
+            || {
+                ran.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .collect();
+    pool.install(|| va::all(jobs)).unwrap();
+    assert_eq!(ran.load(Ordering::Relaxed), 10_000);
     let s = pool.stats();
     assert!(s.spawn_failures >= 2 && s.threads_alive == 0, "{s:?}");
     assert!(pool.shutdown(Duration::from_secs(10)).is_complete());
