@@ -682,6 +682,16 @@ impl Context {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        if inner.reason().is_some() {
+            return true;
+        }
+        if until.is_some_and(|u| Instant::now() >= u) {
+            return false; // a poll: nothing to block for
+        }
+        // A worker waiting here is known to block: its pool lends its slot
+        // (as in `Task::wait`), so the work that will cancel this context
+        // gets a thread even at the cap. Entered before the context's lock.
+        let _blocked = crate::pool::BlockedGuard::enter();
         let mut links = inner.links();
         loop {
             if decode(inner.state.load(Ordering::Acquire)).is_some() {

@@ -267,3 +267,48 @@ fn loom_for_each_never_exceeds_its_limit() {
         assert!(pool.shutdown(Duration::MAX).is_complete());
     });
 }
+
+/// A worker of a pool capped at one thread waits on a task that only an
+/// outside context can cancel (so it is never run inline on the waiter):
+/// the waiter lends its slot and the task gets a thread of its own. Before,
+/// the waiter ran such a task inline when the pool was saturated, and then
+/// could not return at the task's deadline or cancel; without the lent slot
+/// the task is never run and the waiter sleeps forever (loom reports it).
+#[test]
+fn loom_a_waiter_at_the_cap_lends_its_slot_to_the_job_it_needs() {
+    loom::model(|| {
+        let pool = pool(1, FOREVER);
+        let p = pool.clone();
+        let outer = pool.run(move || {
+            let ctx = Context::new();
+            p.run_with_context(&ctx, || 5).get().unwrap()
+        });
+        assert_eq!(outer.get().unwrap(), 5);
+        assert!(pool.shutdown(Duration::MAX).is_complete());
+        // One thread beyond the cap at most: the lent slot.
+        assert!(pool.stats().threads_alive <= 2, "{:?}", pool.stats());
+        assert_eq!(pool.stats().queued, 0);
+    });
+}
+
+/// A shutdown meets work that waits for work queued behind it: the first
+/// job waits for a context that only the second cancels, on a pool that
+/// targets one thread. The closed pool must still give the second job a
+/// thread (before, a closed pool never grew and the shutdown hung).
+#[test]
+fn loom_a_closed_pool_grows_for_outstanding_dependent_work() {
+    loom::model(|| {
+        let pool = Pool::builder()
+            .max_threads(2)
+            .target_running(1)
+            .spin(Duration::ZERO)
+            .keep_alive(FOREVER)
+            .build();
+        let ctx = Context::new();
+        let c = ctx.clone();
+        pool.go(move || c.wait());
+        pool.go(move || ctx.cancel());
+        assert!(pool.shutdown(Duration::MAX).is_complete());
+        assert_eq!(pool.stats().completed, 2);
+    });
+}

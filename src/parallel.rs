@@ -15,12 +15,12 @@
 //! * Once the loop's context is done (the caller's deadline or cancel, a
 //!   sibling's failure), no further item starts: one atomic load before each
 //!   item, and the loop returns the context's error.
-//! * Helpers are loop helpers (`Wake::Elastic`: optional parallelism, taken
-//!   only while the CPUs have room or the monitor finds threads blocked)
-//!   until an item proves to block — it took over 100 µs of wall time and
-//!   under 1/8 of it on a CPU, by the thread's own CPU clock — and from then
-//!   on `Wake::Eager`, like `run`: a loop of blocking items beside CPU-bound
-//!   work gets its threads instead of running on its caller alone.
+//! * Helpers are queued as loop helpers (`Wake::Elastic`: optional
+//!   parallelism, taken only while fewer than `target_running` threads
+//!   compute). Once the pool's monitor finds one of the loop's threads
+//!   blocked — a helper, or the caller, whose CPU clock it samples too —
+//!   it turns the loop's queued helpers into eager jobs, so blocking items
+//!   beside CPU-bound work get their threads.
 //! * Items are claimed by index with one atomic add, and each result is
 //!   written straight into its place in the output (`scope::Claims`): no
 //!   lock per chunk, no final copy.
@@ -41,9 +41,6 @@ pub(crate) const DEFAULT_LIMIT: usize = 1024;
 
 const MAX_CHUNK: usize = 4096;
 const FAST_ITEM: Duration = Duration::from_micros(20);
-/// An item at least this long, on a CPU for under 1/8 of it, blocks.
-const BLOCKING_ITEM: Duration = Duration::from_micros(100);
-const BLOCKED_SHARE: u32 = 8;
 
 /// How a loop reacts to a panicking item.
 pub(crate) type PanicHook<'a> = &'a (dyn Fn(usize, &PanicError) + Sync);
@@ -76,17 +73,11 @@ struct Shared<'a, T, R, B> {
     source: Claims<T, R>,
     progress: Option<Reporter>,
     len: usize,
-    /// Helpers handed to the pool (and the caller): the tree's budget.
+    /// Helpers handed to the pool, and the caller.
     launched: AtomicUsize,
-    /// Helpers that began (and the caller). At most `min(limit, len)`: a
-    /// helper that would exceed it leaves at once, so `limit` holds however
-    /// many were launched.
-    started: AtomicUsize,
     body: &'a B,
     opts: &'a Options<'a>,
     panic: Mutex<Option<(usize, PanicError)>>,
-    /// An item proved to block: helpers launched from now on are eager.
-    blocking: AtomicBool,
 }
 
 /// Runs `body(index, item)` for every item and returns the results in input
@@ -109,15 +100,13 @@ where
         progress,
         len,
         launched: AtomicUsize::new(1), // the caller
-        started: AtomicUsize::new(0),  // the caller counts itself in `helper`
         body,
         opts,
         panic: Mutex::new(None),
-        blocking: AtomicBool::new(false),
     };
     if opts.limit <= 1 || len == 1 {
         // Nothing to hand out: run here, without touching the pool.
-        helper_loop(&shared, None);
+        helper_loop(&shared);
     } else {
         let pool = pool::current();
         scope::scope(pool.clone(), |join| {
@@ -158,27 +147,8 @@ fn helper<'scope, 'env, T, R, B>(
     R: Send,
     B: Fn(usize, T) -> R + Sync,
 {
-    let want = shared.opts.limit.min(shared.len);
-    if shared.started.fetch_add(1, Ordering::Relaxed) >= want {
-        // A helper launched before the loop turned to eager ones (see
-        // `helper_loop`), started after enough others did.
-        shared.started.fetch_sub(1, Ordering::Relaxed);
-        return;
-    }
-    launch_more(shared, join);
-    helper_loop(shared, Some(join));
-}
-
-/// Starts up to two more helpers: a tree, so a burst of blocking items
-/// reaches `limit` helpers in log2(limit) hand-offs.
-fn launch_more<'scope, 'env, T, R, B>(
-    shared: &'env Shared<'env, T, R, B>,
-    join: &'scope Join<'scope, 'env>,
-) where
-    T: Send,
-    R: Send,
-    B: Fn(usize, T) -> R + Sync,
-{
+    // Start up to two more helpers before working: a tree, so a burst of
+    // blocking items reaches `limit` helpers in log2(limit) hand-offs.
     for _ in 0..2 {
         let launched = shared.launched.load(Ordering::Relaxed);
         let want = shared.opts.limit.min(shared.len);
@@ -190,14 +160,10 @@ fn launch_more<'scope, 'env, T, R, B>(
             .compare_exchange(launched, launched + 1, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
-            let wake = if shared.blocking.load(Ordering::Relaxed) {
-                Wake::Eager
-            } else {
-                Wake::Elastic
-            };
-            join.spawn(wake, move || helper(shared, join));
+            join.spawn(Wake::Elastic, move || helper(shared, join));
         }
     }
+    helper_loop(shared);
 }
 
 /// Whether no further item may start: the stop flag is set or the loop's
@@ -207,12 +173,8 @@ fn stopped<T, R, B>(shared: &Shared<'_, T, R, B>) -> bool {
     shared.opts.stop.is_some_and(|s| s.load(Ordering::Acquire)) || shared.opts.ctx.is_marked_done()
 }
 
-fn helper_loop<'scope, 'env, T, R, B>(
-    shared: &'env Shared<'env, T, R, B>,
-    join: Option<&'scope Join<'scope, 'env>>,
-) where
-    T: Send,
-    R: Send,
+fn helper_loop<T, R, B>(shared: &Shared<'_, T, R, B>)
+where
     B: Fn(usize, T) -> R + Sync,
 {
     let _current = shared.opts.ctx.enter();
@@ -227,37 +189,8 @@ fn helper_loop<'scope, 'env, T, R, B>(
             return;
         };
         let n = batch.len();
-        // A lone item may be a blocking one: measure its CPU time (two
-        // clock reads, only for single items, and only until one blocked).
-        // (Under loom the clock must not steer the model.)
-        let measure = !cfg!(velocity_loom)
-            && n == 1
-            && join.is_some()
-            && !shared.blocking.load(Ordering::Relaxed);
-        let cpu_before = if measure {
-            pool::thread_cpu_time()
-        } else {
-            None
-        };
         let began = Instant::now();
         run_batch(shared, batch);
-        if let (true, Some(join)) = (measure, join) {
-            let wall = began.elapsed();
-            // Without a thread clock (some platforms, Miri) a long item may
-            // block: the pool's fallback rule then decides how it grows.
-            let cpu = cpu_before
-                .zip(pool::thread_cpu_time())
-                .map(|(before, after)| after.saturating_sub(before));
-            if wall >= BLOCKING_ITEM && cpu.map_or(true, |c| c * BLOCKED_SHARE < wall) {
-                // Helpers launched so far may sit in the queue as loop
-                // helpers that nobody takes beside CPU-bound work: budget
-                // the tree afresh from those that started, with eager ones.
-                shared.blocking.store(true, Ordering::Relaxed);
-                let started = shared.started.load(Ordering::Relaxed);
-                shared.launched.store(started, Ordering::Relaxed);
-                launch_more(shared, join);
-            }
-        }
         if let Some(progress) = &shared.progress {
             progress.advance(n);
         }

@@ -341,12 +341,6 @@ pub(crate) fn install<R>(shared: &Arc<Shared>, f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// CPU time the calling thread has used, if the platform tells: how the
-/// loop engine finds that its items block.
-pub(crate) fn thread_cpu_time() -> Option<Duration> {
-    ThreadClock::current()?.read()
-}
-
 /// The lazily built global pool (default settings).
 pub(crate) fn global() -> &'static Pool {
     static GLOBAL: OnceLock<Pool> = OnceLock::new();
@@ -519,8 +513,8 @@ impl Shared {
     /// * Otherwise only the oldest eager job. A loop helper is optional
     ///   parallelism (its caller runs it if nobody does), so a thread woken
     ///   for blocked work never takes a CPU-bound loop's helper and leaves
-    ///   the blocked work starving; a loop whose items block turns to eager
-    ///   helpers itself (`parallel.rs`).
+    ///   the blocked work starving; the monitor turns the queued helpers of
+    ///   a loop it finds blocked into eager jobs (`State::promote`).
     fn takeable(&self, st: &State) -> Option<Take> {
         if st.queue.is_empty() || st.running >= self.cap() {
             None
@@ -668,7 +662,13 @@ impl Shared {
             if wake == Wake::Eager && st.waking > 0 && !st.idle.is_empty() {
                 return Ok(()); // a worker on its way will wake more if needed
             }
-            let cap = self.config.target_running.min(self.config.max_threads);
+            // Workers blocked in a wait of ours do not compute: they leave
+            // their CPU (and slot) to a new thread, as Go hands off a P.
+            let cap = self
+                .config
+                .target_running
+                .saturating_add(self.blocked.load(Ordering::Relaxed))
+                .min(self.cap());
             match self.wake_or_start(st, cap) {
                 Some(back) => st = back,
                 None => return Ok(()),
