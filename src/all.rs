@@ -341,8 +341,11 @@ tuple_jobs_prefixes! {
 /// # Cancellation
 ///
 /// The jobs share one context, a child of the caller's
-/// [`Context::current`]: cancelling the caller's context reaches them, but
-/// `all` still waits for every job and returns their results.
+/// [`Context::current`]: cancelling the caller's context (or its deadline)
+/// reaches the running jobs, and a job not yet started by then is never
+/// started. `all` still waits for the jobs that run; it returns their values
+/// if every job ran, else the context's error ([`Error::Cancelled`] or
+/// [`Error::Timeout`]; a panic takes precedence).
 ///
 /// # Example
 ///
@@ -389,8 +392,10 @@ pub fn all_n<J: Jobs>(jobs: J, limit: usize) -> Result<J::Output, Error> {
 /// its error is returned, and the jobs' shared context is cancelled at once so
 /// the siblings can stop early (they see
 /// [`Context::current().is_done()`](Context::is_done)). A panic counts as a
-/// failure and becomes `E` through `From<Error>`. `all_with_error` still waits
-/// for every job before returning, so jobs may borrow.
+/// failure and becomes `E` through `From<Error>`. A job not yet started when
+/// the first fails is never started (likewise once the caller's context is
+/// done: its error is returned, through `From<Error>`). `all_with_error`
+/// still waits for every running job before returning, so jobs may borrow.
 ///
 /// # Example
 ///
@@ -440,7 +445,9 @@ where
 }
 
 /// Runs every job concurrently and returns every outcome in input order,
-/// panics included (JavaScript's `Promise.allSettled`).
+/// panics included (JavaScript's `Promise.allSettled`). A job that the
+/// caller's context kept from starting (it was cancelled, or its deadline
+/// passed) has that error as its outcome.
 ///
 /// # Example
 ///

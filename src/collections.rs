@@ -29,7 +29,11 @@ use crate::sync::{AtomicBool, Mutex};
 /// # Cancellation
 ///
 /// Items see one shared context, a child of the caller's
-/// [`Context::current`](crate::Context::current).
+/// [`Context::current`](crate::Context::current). Once it is done (the
+/// caller's cancel or deadline), no further item starts: `for_each` waits for
+/// the running ones and returns [`Error::Cancelled`] or [`Error::Timeout`]
+/// (a panic takes precedence). The same holds for [`map`], [`map_n`] and
+/// [`try_for_each`] (whose error then comes through `From<Error>`).
 ///
 /// # Example
 ///

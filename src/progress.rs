@@ -31,7 +31,7 @@ thread_local! {
 ///   loop goes on. After a `try_for_each` stops early, `done` stays below
 ///   `total`.
 ///
-/// With the `indicatif` feature, [`progress_bar`] adapts a
+/// With the `indicatif` feature, `progress_bar` adapts a
 /// `indicatif::ProgressBar`.
 ///
 /// # Example

@@ -413,11 +413,13 @@ where
 ///
 /// # Waiting runs unstarted work
 ///
-/// A thread that waits on a task that has not started yet runs it itself,
-/// as `rayon::join` does, unless its context can be cancelled from outside
-/// (a timeout, a user context, a combinator): such a wait must return the
-/// moment the context is done, so it never runs the job inline — except when
-/// the pool is saturated, where running it is the only way not to deadlock.
+/// A worker of the pool that waits on a task of its pool that has not
+/// started yet runs it itself, as `rayon::join` does, unless its context can
+/// be cancelled from outside (a timeout, a user context, a combinator): such
+/// a wait must return the moment the context is done, so it never runs the
+/// job inline. Instead, a worker blocked in a wait lends its slot: the pool
+/// may start a thread beyond `max_threads` for the work it waits for, so a
+/// nested wait neither deadlocks at the cap nor outlives its deadline.
 /// Unrelated queued work is never run while waiting.
 ///
 /// # vs `std::thread::JoinHandle`

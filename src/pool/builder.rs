@@ -282,8 +282,17 @@ impl Builder {
         }
     }
 
-    /// The most threads the pool may have at once. At the cap, work queues.
-    /// `0` is taken as `1` (a pool needs a thread to run anything).
+    /// The most jobs the pool runs at once — the most threads running your
+    /// code. At the cap, work queues. `0` is taken as `1` (a pool needs a
+    /// thread to run anything).
+    ///
+    /// A worker blocked in a wait of this crate (`Task::get`, a loop's join,
+    /// `Context::wait`) lends its slot: the pool may start one more thread
+    /// while it waits, so the work it waits for runs even at the cap (a
+    /// nested wait cannot deadlock, and a deadline or cancel it waits on
+    /// still ends it on time). Threads alive may therefore exceed the cap by
+    /// the number of such waiters. A job blocked on anything else (a channel,
+    /// a lock, I/O) holds its slot.
     ///
     /// ```
     /// let pool = velocity_async::Pool::builder().max_threads(2).build();
