@@ -122,6 +122,10 @@ impl Runnable for ScopedJob {
         self.scope_id
     }
 
+    fn is_claimed(&self) -> bool {
+        self.claimed.load(Ordering::Acquire)
+    }
+
     fn refuse(&self, _err: Error) {
         // Left unclaimed: the scope's owner runs every job nobody started
         // (`Join::run_unstarted`) before it waits, so the latch reaches zero

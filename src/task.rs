@@ -359,6 +359,11 @@ pub(crate) trait Runnable: Send + Sync {
     fn scope_id(&self) -> u64 {
         0
     }
+    /// Already run by someone else (a loop's caller ran the helper nobody
+    /// took): popping it costs nothing.
+    fn is_claimed(&self) -> bool {
+        false
+    }
 }
 
 impl<T, F> Runnable for TaskCell<T, F>

@@ -48,6 +48,14 @@ pub(crate) enum Job {
 }
 
 impl Job {
+    /// Whether the job was already run elsewhere (`Runnable::is_claimed`).
+    fn is_claimed(&self) -> bool {
+        match self {
+            Job::Task(t) => t.is_claimed(),
+            Job::Go(_) => false,
+        }
+    }
+
     /// The loop this job helps, or 0 (`Runnable::scope_id`).
     fn scope_id(&self) -> u64 {
         match self {
@@ -518,7 +526,13 @@ impl Shared {
     fn takeable(&self, st: &State) -> Option<Take> {
         if st.queue.is_empty() || st.running >= self.cap() {
             None
-        } else if st.closed || self.computing(st) < self.config.target_running {
+        } else if st.closed
+            || self.computing(st) < self.config.target_running
+            // A helper its loop's caller already ran: a no-op to pop. Left
+            // queued, it would keep `queued` above zero and turn spinning
+            // workers away (W5 lost ~0.8 µs per `all` to the wake-ups).
+            || st.queue.front().is_some_and(|(job, _)| job.is_claimed())
+        {
             Some(Take::Oldest)
         } else if st.eager_queued > 0 {
             Some(Take::OldestEager)
