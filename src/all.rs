@@ -23,6 +23,12 @@ use crate::parallel::{self, Options};
 /// let a: [u8; 2] = velocity_async::all([|| 1, || 2]).unwrap();
 /// assert_eq!((t.0, v.len(), a[1]), (1, 2, 2));
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a set of jobs that `all` can run",
+    label = "expected a tuple of 1 to 12 closures, a `Vec` of closures or an array of closures",
+    note = "each job is a closure with no arguments, e.g. `|| load_user(id)`: wrap a call or a value in `|| …`",
+    note = "for more than 12 jobs of one type, collect them into a `Vec`"
+)]
 pub trait Jobs: sealed::Sealed {
     /// What `all` returns: a tuple of each job's type, a `Vec<T>` or `[T; N]`.
     type Output;
@@ -48,6 +54,12 @@ pub trait Jobs: sealed::Sealed {
 /// )).unwrap();
 /// assert_eq!(ok, (1, 2));
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a set of jobs that `all_with_error` can run with the error type `{E}`",
+    label = "expected a tuple, `Vec` or array of closures that each return `Result<_, {E}>`",
+    note = "every job returns `Result<T, E>` with the same `E`, and `E` must implement `From<velocity_async::Error>` (a panic becomes your error through it)",
+    note = "for your own error type add `impl From<velocity_async::Error> for MyError`; `velocity_async::Error`, `std::io::Error`, `anyhow::Error` and `Box<dyn std::error::Error + Send + Sync>` already work"
+)]
 pub trait TryJobs<E>: sealed::Sealed {
     /// The successful values: a tuple of each job's `T`, a `Vec<T>` or `[T; N]`.
     type Output;
@@ -424,6 +436,9 @@ pub fn all_n<J: Jobs>(jobs: J, limit: usize) -> Result<J::Output, Error> {
 pub fn all_with_error<J, E>(jobs: J) -> Result<J::Output, E>
 where
     J: TryJobs<E>,
+    // Implied by `TryJobs<E>`; stated so it shows here, in the signature:
+    // your error type needs `impl From<velocity_async::Error> for E`.
+    E: From<Error>,
 {
     jobs.run_try_all(usize::MAX)
 }
@@ -440,6 +455,7 @@ where
 pub fn all_with_error_n<J, E>(jobs: J, limit: usize) -> Result<J::Output, E>
 where
     J: TryJobs<E>,
+    E: From<Error>,
 {
     jobs.run_try_all(parallel::limit_or_default(limit))
 }

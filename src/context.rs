@@ -357,6 +357,38 @@ impl Context {
         }
     }
 
+    /// A guard that cancels this context when it is dropped: Go's
+    /// `defer cancel()` in one line.
+    ///
+    /// Dropping a `Context` itself never cancels it — its clones (held by
+    /// tasks, children, other threads) share it — so the guard is how a
+    /// scope says "everything I started under this context stops when I
+    /// leave", also when it leaves by `?` or a panic. [`CancelGuard::disarm`]
+    /// keeps the context alive after all.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use velocity_async as va;
+    ///
+    /// let ctx = va::Context::new();
+    /// let task = {
+    ///     let _cancel = ctx.cancel_on_drop(); // Go: defer cancel()
+    ///     va::run_with_context(&ctx, || {
+    ///         va::Context::current().wait(); // work that stops when told
+    ///     })
+    /// }; // the guard drops here: the work is told to stop
+    /// assert!(task.get().unwrap_err().is_cancelled());
+    /// assert!(ctx.is_done());
+    /// ```
+    #[must_use = "the context is cancelled when the guard drops: bind it with `let _guard = …`"]
+    pub fn cancel_on_drop(&self) -> CancelGuard {
+        CancelGuard {
+            ctx: Some(self.clone()),
+        }
+    }
+
     /// True once cancelled, past its deadline, or its parent is done.
     ///
     /// # Example
@@ -716,6 +748,46 @@ impl Context {
                 None => inner.cond.wait(links).unwrap_or_else(|e| e.into_inner()),
             };
             links.sleepers -= 1;
+        }
+    }
+}
+
+/// Cancels its [`Context`] when dropped; see [`Context::cancel_on_drop`].
+///
+/// # Example
+///
+/// ```
+/// let ctx = velocity_async::Context::new();
+/// let guard = ctx.cancel_on_drop();
+/// guard.disarm(); // keep it alive after all
+/// assert!(!ctx.is_done());
+/// ```
+#[derive(Debug)]
+pub struct CancelGuard {
+    ctx: Option<Context>,
+}
+
+impl CancelGuard {
+    /// Drops the guard without cancelling the context.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let ctx = velocity_async::Context::new();
+    /// ctx.cancel_on_drop().disarm();
+    /// assert!(!ctx.is_done());
+    /// ```
+    pub fn disarm(mut self) {
+        self.ctx = None;
+    }
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if let Some(ctx) = self.ctx.take() {
+            // Cancelling wakes wakers, which run under `catch_unwind`: a
+            // guard dropped during an unwind cannot panic a second time.
+            ctx.cancel();
         }
     }
 }

@@ -123,6 +123,44 @@ impl From<PanicError> for Error {
     }
 }
 
+/// So that jobs returning `std::io::Result` work with `all_with_error`,
+/// `try_for_each` and `first_ok` as they are, and `?` converts: blocking
+/// code (files, sockets, drivers) mostly speaks `io::Error`.
+///
+/// The kind is [`TimedOut`](std::io::ErrorKind::TimedOut) for
+/// [`Error::Timeout`], [`InvalidInput`](std::io::ErrorKind::InvalidInput)
+/// for [`Error::NoJobs`], the operating system's for [`Error::Spawn`], and
+/// [`Other`](std::io::ErrorKind::Other) otherwise — not `Interrupted` for a
+/// cancellation, which std's I/O loops retry. The `Error` itself is kept as
+/// the source (`get_ref`, `into_inner`, `downcast`).
+///
+/// # Example
+///
+/// ```
+/// use std::io;
+/// use velocity_async as va;
+///
+/// let r: Result<(u8, u8), io::Error> = va::all_with_error((
+///     || Ok(1),
+///     || -> io::Result<u8> { panic!("disk on fire") },
+/// ));
+/// let err = r.unwrap_err();
+/// assert_eq!(err.kind(), io::ErrorKind::Other);
+/// let inner = err.get_ref().unwrap().downcast_ref::<va::Error>().unwrap();
+/// assert!(inner.is_panic());
+/// ```
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        let kind = match &e {
+            Error::Timeout => std::io::ErrorKind::TimedOut,
+            Error::NoJobs => std::io::ErrorKind::InvalidInput,
+            Error::Spawn(s) => s.io_error().kind(),
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, e)
+    }
+}
+
 /// A panic recovered from user code.
 ///
 /// Only the message is kept: the payload itself is dropped on the worker (a

@@ -34,6 +34,11 @@ use crate::task::{Slot, Task, TaskCore};
 /// let fastest = velocity_async::race(vec![|| 1, || 1, || 1]).get().unwrap();
 /// assert_eq!(fastest, 1);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a set of jobs that `race` can run",
+    label = "expected a tuple of 1 to 12 closures, a `Vec` or an array of closures, each `Send + 'static` and returning the same type",
+    note = "race jobs outlive the call, so they cannot borrow: move owned data in, and give each closure its own clone, e.g. `let db2 = Arc::clone(&db); move || db2.fetch(id)`"
+)]
 pub trait RaceJobs: sealed::Sealed {
     /// The type every job returns.
     type Output: Send + 'static;
@@ -337,6 +342,39 @@ fn race_verdict<T>(core: &RaceCore<T>) -> Result<T, Error> {
 ///     || "cache",
 /// ));
 /// assert_eq!(fastest.get().unwrap(), "cache");
+/// ```
+///
+/// # Sharing data between the jobs
+///
+/// `race` returns before its jobs end, so they must own what they use
+/// (`'static`): they cannot borrow. rustc's hint to add `move` then meets a
+/// second closure that needs the same value ("use of moved value"). Give
+/// each job its own handle — an `Arc` clone for shared state, a `clone()` of
+/// a small value:
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Arc;
+/// use velocity_async as va;
+///
+/// let cache: Arc<HashMap<&str, u32>> = Arc::new(HashMap::from([("sku-1", 42)]));
+/// let sku = String::from("sku-1");
+///
+/// let price = va::race((
+///     {
+///         let (cache, sku) = (Arc::clone(&cache), sku.clone());
+///         move || cache.get(sku.as_str()).copied().ok_or("miss")
+///     },
+///     {
+///         let sku = sku.clone();
+///         move || -> Result<u32, &str> {
+///             std::thread::sleep(std::time::Duration::from_millis(50)); // the slow API
+///             Ok(if sku == "sku-1" { 42 } else { 0 })
+///         }
+///     },
+/// ));
+/// assert_eq!(price.get().unwrap(), Ok(42));
+/// assert_eq!(sku, "sku-1"); // still ours
 /// ```
 pub fn race<J: RaceJobs>(jobs: J) -> Task<J::Output> {
     race_inner(jobs, None)

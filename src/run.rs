@@ -518,7 +518,8 @@ where
 /// Detached work dies with the process like any thread: call
 /// [`shutdown`](crate::shutdown) before `main` returns to wait for it. If the
 /// pool cannot start any thread, `f` runs on the calling thread rather than be
-/// lost.
+/// lost. **After a shutdown, `go` drops `f` uncalled** (there is no handle to
+/// report it to); use [`try_go`] to learn of it.
 ///
 /// # Example
 ///
@@ -535,6 +536,32 @@ where
     F: FnOnce() + Send + 'static,
 {
     Pool::current().go(f);
+}
+
+/// Like [`go`], but says whether the work was accepted.
+///
+/// # Errors
+///
+/// [`Error::ShutDown`] after [`shutdown`](crate::shutdown) of the current
+/// pool (the global one, or the one of [`Pool::install`]); `f` is then
+/// dropped uncalled. A panic in `f` is handled as by [`go`].
+///
+/// # Example
+///
+/// ```
+/// use velocity_async as va;
+///
+/// let pool = va::Pool::builder().build();
+/// pool.install(|| assert!(va::try_go(|| ()).is_ok()));
+/// pool.shutdown(std::time::Duration::from_secs(10));
+/// let refused = pool.install(|| va::try_go(|| unreachable!()));
+/// assert!(matches!(refused, Err(va::Error::ShutDown)));
+/// ```
+pub fn try_go<F>(f: F) -> Result<(), Error>
+where
+    F: FnOnce() + Send + 'static,
+{
+    Pool::current().try_go(f)
 }
 
 /// Like [`go`], calling `on_panic` with the panic if `f` panics (Go:

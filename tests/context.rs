@@ -242,3 +242,32 @@ fn debug_is_informative() {
     c.cancel();
     assert!(format!("{c:?}").contains("Cancelled"));
 }
+
+#[test]
+fn a_cancel_guard_cancels_on_drop_and_on_unwind_and_disarms() {
+    within(60, || {
+        let ctx = Context::new();
+        drop(ctx.cancel_on_drop());
+        assert!(ctx.error().unwrap().is_cancelled());
+
+        // A scope left by a panic still cancels what it started.
+        let ctx = Context::new();
+        let c = ctx.clone();
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _guard = c.cancel_on_drop();
+            panic!("leaving by a panic");
+        }));
+        assert!(unwound.is_err());
+        assert!(ctx.is_done());
+
+        let ctx = Context::new();
+        ctx.cancel_on_drop().disarm();
+        assert!(!ctx.is_done());
+        // A child made under the guard is cancelled with it.
+        let child = {
+            let _guard = ctx.cancel_on_drop();
+            ctx.child()
+        };
+        assert!(child.is_done());
+    });
+}

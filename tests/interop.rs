@@ -30,6 +30,30 @@ fn a_task_is_awaited_inside_tokio_tasks() {
     });
 }
 
+/// The README's rule for async callers: a blocking helper wrapped in
+/// `va::run(..).await` leaves the runtime thread free. Here `all`'s jobs can
+/// only finish once another task on the same single-threaded runtime has
+/// run; called directly in the `async` block, `all` would block that thread
+/// and never finish.
+#[test]
+fn a_fan_out_awaited_through_run_leaves_a_current_thread_runtime_free() {
+    within(60, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let gate = Gate::new();
+        let (a, b) = (gate.clone(), gate.clone());
+        let out = rt.block_on(async move {
+            let opener = tokio::spawn(async move { gate.open() });
+            let both = va::run(move || va::all((move || a.wait(), move || b.wait()))).await;
+            opener.await.unwrap();
+            both
+        });
+        assert!(matches!(out, Ok(Ok(((), ())))), "{out:?}");
+    });
+}
+
 #[test]
 fn a_blocked_task_does_not_block_a_current_thread_runtime() {
     within(60, || {

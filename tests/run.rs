@@ -252,3 +252,41 @@ fn go_sees_its_own_context_inheriting_the_callers() {
         assert!(rx.recv().unwrap());
     });
 }
+
+#[test]
+fn free_try_go_reports_a_shutdown_and_drops_the_closure_uncalled() {
+    within(60, || {
+        let pool = va::Pool::builder().build();
+        let (tx, rx) = std::sync::mpsc::channel();
+        pool.install(|| va::try_go(move || tx.send(1).unwrap()))
+            .unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), 1);
+        assert!(pool.shutdown(Duration::from_secs(30)).is_complete());
+        let drops = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let token = common::DropCounter(drops.clone());
+        let refused = pool.install(|| {
+            va::try_go(move || {
+                let _keep = &token;
+                unreachable!("refused work is never called")
+            })
+        });
+        assert!(matches!(refused, Err(va::Error::ShutDown)), "{refused:?}");
+        assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn errors_convert_into_io_errors_with_matching_kinds() {
+    use std::io::ErrorKind;
+    let kind = |e: va::Error| std::io::Error::from(e).kind();
+    assert_eq!(kind(va::Error::Timeout), ErrorKind::TimedOut);
+    assert_eq!(kind(va::Error::Cancelled), ErrorKind::Other);
+    assert_eq!(kind(va::Error::NoJobs), ErrorKind::InvalidInput);
+    assert_eq!(kind(va::Error::ShutDown), ErrorKind::Other);
+    let io = std::io::Error::from(va::Error::Cancelled);
+    let inner = io.into_inner().unwrap().downcast::<va::Error>().unwrap();
+    assert!(inner.is_cancelled());
+    // The point of it: io-returning jobs compose as they are.
+    let r: std::io::Result<(u8, u8)> = va::all_with_error((|| Ok(1), || Ok(2)));
+    assert_eq!(r.unwrap(), (1, 2));
+}
