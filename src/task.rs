@@ -247,6 +247,12 @@ where
             // Cancelled or timed out before it started: never called.
             panic::drop_quietly(f);
             self.run.store(FINISHED, Ordering::SeqCst);
+            // A cancel that came after this thread claimed the job (so it
+            // saw it RUNNING) counted it as abandoned: uncount it, as a run
+            // that ends does (found by the chaos test: `abandoned` stayed 1).
+            if self.abandoned.swap(true, Ordering::SeqCst) {
+                self.shared.abandoned_finished();
+            }
             self.shared.count_skipped();
             return;
         }
