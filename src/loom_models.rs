@@ -325,8 +325,8 @@ fn loom_a_closed_pool_grows_for_outstanding_dependent_work() {
 /// worker checks the outcome, where the worker then skips the job. That
 /// path did not uncount (the chaos test found it in CI: a complete
 /// shutdown with `abandoned` at 1); it does now, and the chaos seed stays
-/// in the suite. loom explored 415 schedules of this model at up to six
-/// preemptions without producing that order.
+/// in the suite. loom did not produce that order here, at up to six
+/// preemptions.
 #[test]
 fn loom_a_cancel_between_claim_and_start_leaves_nothing_abandoned() {
     use crate::task::{Runnable, TaskCell};
