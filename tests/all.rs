@@ -350,11 +350,12 @@ fn all_with_error_n_limits_and_drops_values_of_a_failed_call() {
             })
             .collect();
         assert!(va::all_with_error_n(jobs, 2).is_err());
-        // Every value made is dropped; after the failure no further job
-        // starts (at most the one running beside it finishes).
+        // Every value made is dropped. After the failure no job starts: jobs
+        // claimed but not started by then (lower indices too, when the other
+        // helper had claimed them) are dropped unrun.
         let made = made.load(Ordering::SeqCst);
         assert_eq!(drops.load(Ordering::SeqCst), made);
-        assert!((5..=6).contains(&made), "{made} jobs made a value");
+        assert!(made <= 7, "{made} jobs made a value");
     });
 }
 

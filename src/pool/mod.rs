@@ -260,7 +260,7 @@ pub(crate) struct Shared {
     /// Threads outside the pool running a loop's items themselves (the
     /// caller of `map` or `all`): they occupy a CPU like a running worker.
     external: AtomicUsize,
-    /// Those of them with a CPU clock, sampled by the monitor.
+    /// Their records, sampled by the monitor.
     callers: Mutex<Vec<Arc<WorkerInfo>>>,
     /// Named tasks running now, for `Pool::running_tasks`; unnamed tasks
     /// never touch it.
@@ -394,7 +394,7 @@ pub(crate) struct ExternalGuard {
     shared: Option<Arc<Shared>>,
     info: Option<Arc<WorkerInfo>>,
     previous_scope: u64,
-    /// In `Shared::callers` (it has a CPU clock to sample).
+    /// In `Shared::callers`.
     listed: bool,
 }
 
@@ -614,9 +614,9 @@ impl Shared {
         let previous_scope = info
             .as_ref()
             .map_or(0, |i| i.scope.swap(scope, Ordering::Relaxed));
-        // Only a clock tells blocked from computing for a caller: one with
-        // no clock is never sampled (it would look blocked after a tick).
-        let listed = shared.is_some() && info.as_ref().is_some_and(|i| i.clock.is_some());
+        // Sampled by its clock, or without one by the fallback's process
+        // clock (`monitor.rs`, `Fallback`), like a worker.
+        let listed = shared.is_some() && info.is_some();
         if let (true, Some(info)) = (listed, &info) {
             self.callers
                 .lock()

@@ -32,6 +32,7 @@ const SATURATED_DEN: u32 = 4;
 
 pub(super) fn main_loop(pool: Weak<Shared>) {
     let mut samples: HashMap<u64, Sample> = HashMap::new();
+    let mut fallback = Fallback::default();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     loop {
         let Some(shared) = pool.upgrade() else { return };
@@ -39,6 +40,7 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
         {
             let mut st = shared.lock();
             while !shared.starving(&st) {
+                fallback = Fallback::default(); // a window spans work, not idle time
                 if st.closed && st.outstanding == 0 {
                     st.monitor = false;
                     return;
@@ -113,6 +115,7 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
             0
         };
         let mut blocked_loops = Vec::new();
+        let mut stalled = Vec::new();
         let blocked = if asleep >= queued.min(room) && eager == queued {
             // Enough sleepers to cover a queue of eager jobs: reading every
             // busy worker's clock (a system call each, ~1,000 of them in a
@@ -122,7 +125,22 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
             samples.clear();
             asleep
         } else {
-            classify(&busy, &mut samples, interval, saturated, &mut blocked_loops).max(asleep)
+            let found = classify(
+                &busy,
+                &mut samples,
+                interval,
+                saturated,
+                &mut blocked_loops,
+                &mut stalled,
+            );
+            // Workers without a CPU clock (other platforms, Miri,
+            // `--cfg velocity_no_os_probes`): the process clock's count.
+            let unclocked = busy
+                .iter()
+                .filter(|w| w.clock.is_none() && !w.blocked.load(Ordering::Relaxed))
+                .count();
+            let guessed = fallback.blocked(unclocked, &stalled, &mut blocked_loops);
+            (found + guessed).max(asleep)
         };
         // A loop with a blocked helper is blocking work: its queued helpers
         // become eager, so the threads started below take them (loop helpers
@@ -168,6 +186,78 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
     }
 }
 
+/// The process clock over a window of at least `Self::WINDOW`: how the pool
+/// tells blocked from computing workers where no per-thread clock is used.
+///
+/// If the busy workers without a clock number `n`, and the CPU time the whole
+/// process used over the window could keep at most `c` threads computing at
+/// the share `classify` demands of a computing thread (1/8), at least
+/// `n - c` of them are not computing: blocked. Everything else the process runs
+/// (loop callers, the monitor, the application's own threads) only makes
+/// `c` larger, so the count errs low: CPU-bound work never looks blocked
+/// and never grows the pool past `target_running`; blocking work is seen
+/// two windows late (the price of the fallback). CPU-bound work elsewhere
+/// in the process hides blocked workers (each thread's worth of CPU, up to
+/// eight of them). The loops whose helpers are
+/// promoted are those of stalled workers (no new job since the last tick),
+/// up to the count. Without a process clock
+/// (wasm) only workers blocked in a wait of ours count.
+#[derive(Default)]
+struct Fallback {
+    /// When the window began, and the process clock then.
+    since: Option<(Instant, Duration)>,
+    /// The previous window's count: a count stands only if two windows in
+    /// a row agree (the smaller wins), so one odd window (threads starting,
+    /// a loop ending) grows nothing.
+    last: usize,
+}
+
+impl Fallback {
+    /// Long enough for the process clock to read true — Windows updates it
+    /// at the timer tick, ~15.6 ms by default, so four ticks there; POSIX
+    /// process clocks count nanoseconds — and short enough for blocking work
+    /// to grow the pool soon (the pool doubles per window).
+    #[cfg(windows)]
+    const WINDOW: Duration = Duration::from_millis(64);
+    #[cfg(not(windows))]
+    const WINDOW: Duration = Duration::from_millis(4);
+
+    /// How many of the `unclocked` busy workers are blocked, once a window
+    /// has passed (0 before); adds the loops to promote to `loops`.
+    fn blocked(&mut self, unclocked: usize, stalled: &[u64], loops: &mut Vec<u64>) -> usize {
+        if unclocked == 0 {
+            self.since = None;
+            return 0;
+        }
+        let (now, Some(cpu)) = (Instant::now(), os::process_cpu_time()) else {
+            return 0;
+        };
+        let Some((since, cpu_then)) = self.since else {
+            self.since = Some((now, cpu));
+            return 0;
+        };
+        let wall = now.duration_since(since);
+        if wall < Self::WINDOW {
+            return 0;
+        }
+        self.since = Some((now, cpu));
+        // A computing thread uses at least 1/BLOCKED_SHARE of the window (the
+        // rule of `classify`), so `used` accounts for at most this many.
+        let used = cpu.saturating_sub(cpu_then).as_nanos();
+        let computing = used * u128::from(BLOCKED_SHARE) / wall.as_nanos().max(1);
+        let now_blocked =
+            unclocked.saturating_sub(usize::try_from(computing).unwrap_or(usize::MAX));
+        let blocked = now_blocked.min(self.last);
+        self.last = now_blocked;
+        for &scope in stalled.iter().take(blocked) {
+            if scope != 0 && !loops.contains(&scope) {
+                loops.push(scope);
+            }
+        }
+        blocked
+    }
+}
+
 /// Counts the busy workers that are blocked (the rest compute) by how much
 /// CPU time each used since the last sample, and keeps a fresh sample of
 /// each busy worker (only theirs) for the next tick.
@@ -183,6 +273,7 @@ fn classify(
     interval: Duration,
     saturated: bool,
     blocked_loops: &mut Vec<u64>,
+    stalled: &mut Vec<u64>,
 ) -> usize {
     let now = Instant::now();
     let mut blocked = 0;
@@ -216,8 +307,14 @@ fn classify(
                 used * BLOCKED_SHARE < now.duration_since(prev_at)
             }
             // No CPU clock on this platform: a worker still on the same job a
-            // whole tick later counts as blocked.
-            (None, Some((_, _, Some(prev_jobs)))) => prev_jobs == jobs,
+            // whole tick later is only *stalled*; whether it blocks is for
+            // the process clock to say (see `Fallback`).
+            (None, Some((_, _, Some(prev_jobs)))) => {
+                if prev_jobs == jobs {
+                    stalled.push(w.scope.load(Ordering::Relaxed));
+                }
+                false
+            }
             _ => false,
         };
         // Low CPU, but runnable right now? Then it is waiting for a CPU (a

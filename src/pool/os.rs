@@ -20,13 +20,13 @@ use std::time::Duration;
 /// The CPU-time clock of one thread.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ThreadClock {
-    #[cfg(all(target_os = "linux", not(miri)))]
+    #[cfg(all(target_os = "linux", not(miri), not(velocity_no_os_probes)))]
     id: libc::clockid_t,
 }
 
 impl ThreadClock {
     /// The calling thread's clock, if the platform has one.
-    #[cfg(all(target_os = "linux", not(miri)))]
+    #[cfg(all(target_os = "linux", not(miri), not(velocity_no_os_probes)))]
     pub(crate) fn current() -> Option<ThreadClock> {
         let mut id: libc::clockid_t = 0;
         // SAFETY: `pthread_self()` is always a valid handle for the calling
@@ -36,7 +36,7 @@ impl ThreadClock {
     }
 
     /// The calling thread's clock, if the platform has one.
-    #[cfg(not(all(target_os = "linux", not(miri))))]
+    #[cfg(not(all(target_os = "linux", not(miri), not(velocity_no_os_probes))))]
     pub(crate) fn current() -> Option<ThreadClock> {
         None
     }
@@ -45,7 +45,7 @@ impl ThreadClock {
     ///
     /// On Linux the clock id encodes the thread id, so reading the clock of a
     /// thread that has exited is a clean `EINVAL`, never undefined behaviour.
-    #[cfg(all(target_os = "linux", not(miri)))]
+    #[cfg(all(target_os = "linux", not(miri), not(velocity_no_os_probes)))]
     pub(crate) fn read(self) -> Option<Duration> {
         let mut ts = libc::timespec {
             tv_sec: 0,
@@ -58,27 +58,62 @@ impl ThreadClock {
     }
 
     /// CPU time the thread has used so far; `None` if it has exited.
-    #[cfg(not(all(target_os = "linux", not(miri))))]
+    #[cfg(not(all(target_os = "linux", not(miri), not(velocity_no_os_probes))))]
     pub(crate) fn read(self) -> Option<Duration> {
         None
     }
 }
 
-/// CPU time the whole process has used so far, if the platform tells.
-#[cfg(all(target_os = "linux", not(miri)))]
+/// CPU time the whole process has used so far, if the platform tells: the
+/// POSIX process clock on every Unix (Linux, Android, macOS and iOS since
+/// 10.12/10.0, the BSDs), `GetProcessTimes` on Windows. It serves the
+/// saturation check everywhere, and on platforms without per-thread
+/// probes it is the fallback's evidence of blocking (`monitor.rs`).
+#[cfg(all(unix, not(miri)))]
 pub(crate) fn process_cpu_time() -> Option<Duration> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid, writable `timespec`, and
-    // CLOCK_PROCESS_CPUTIME_ID is always a valid clock on Linux.
+    // SAFETY: `ts` is a valid, writable `timespec`; CLOCK_PROCESS_CPUTIME_ID
+    // is a clock id of every Unix libc defines it for, and an unsupported
+    // one is reported through the return value.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+    (rc == 0 && ts.tv_sec >= 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
-/// CPU time the whole process has used so far, if the platform tells.
-#[cfg(not(all(target_os = "linux", not(miri))))]
+/// CPU time the whole process has used so far (user and kernel time from
+/// `GetProcessTimes`, in 100 ns units; Windows updates it at the clock
+/// tick, ~15.6 ms by default, so over a 500 µs tick it reads 0 or a whole
+/// tick: the fallback averages it over longer windows, see `monitor.rs`).
+#[cfg(all(windows, not(miri)))]
+pub(crate) fn process_cpu_time() -> Option<Duration> {
+    use windows_sys::Win32::Foundation::FILETIME;
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessTimes};
+    let zero = || FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero(), zero(), zero(), zero());
+    // SAFETY: `GetCurrentProcess` returns a pseudo-handle that is always
+    // valid and needs no closing; the four out-pointers are valid, writable
+    // `FILETIME`s that outlive the call. Failure is reported by a zero
+    // return value.
+    let ok = unsafe {
+        GetProcessTimes(
+            GetCurrentProcess(),
+            &mut created,
+            &mut exited,
+            &mut kernel,
+            &mut user,
+        )
+    };
+    let ticks = |t: FILETIME| (u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime);
+    (ok != 0).then(|| Duration::from_nanos((ticks(kernel) + ticks(user)).saturating_mul(100)))
+}
+
+/// CPU time the whole process has used so far; unknown on this platform.
+#[cfg(any(miri, not(any(unix, windows))))]
 pub(crate) fn process_cpu_time() -> Option<Duration> {
     None
 }
@@ -94,7 +129,7 @@ pub(crate) fn process_cpu_time() -> Option<Duration> {
 /// workers the monitor sees for the first time (when it has no earlier
 /// clock sample to compare with). Other processes' runnable threads only make
 /// the bound lower, never wrong.
-#[cfg(all(target_os = "linux", not(miri)))]
+#[cfg(all(target_os = "linux", not(miri), not(velocity_no_os_probes)))]
 pub(crate) fn runnable_threads() -> Option<usize> {
     parse_runnable(&std::fs::read_to_string("/proc/loadavg").ok()?)
 }
@@ -104,7 +139,7 @@ pub(crate) fn runnable_threads() -> Option<usize> {
 /// 1: a 0 comes from an emulated `/proc` (some sandboxes print zeros) and
 /// is taken as unknown, or every busy worker would look blocked.
 #[cfg_attr(
-    not(all(target_os = "linux", not(miri))),
+    not(all(target_os = "linux", not(miri), not(velocity_no_os_probes))),
     allow(dead_code, reason = "Linux only")
 )]
 fn parse_runnable(loadavg: &str) -> Option<usize> {
@@ -115,7 +150,7 @@ fn parse_runnable(loadavg: &str) -> Option<usize> {
 
 /// How many threads the whole machine has runnable right now; `None` where
 /// unknown.
-#[cfg(not(all(target_os = "linux", not(miri))))]
+#[cfg(not(all(target_os = "linux", not(miri), not(velocity_no_os_probes))))]
 pub(crate) fn runnable_threads() -> Option<usize> {
     None
 }
@@ -129,7 +164,7 @@ pub(crate) fn runnable_threads() -> Option<usize> {
 #[derive(Debug)]
 pub(crate) struct ThreadState {
     #[cfg_attr(
-        not(all(target_os = "linux", not(miri))),
+        not(all(target_os = "linux", not(miri), not(velocity_no_os_probes))),
         allow(dead_code, reason = "Linux only")
     )]
     /// The kernel's id of the thread; its state is read from
@@ -137,22 +172,27 @@ pub(crate) struct ThreadState {
     /// starts (one cheap system call): resolving the path up front cost
     /// a `readlink` and a `stat` per new thread, ~5 % of a cold pool's
     /// start-up CPU time, for a file the monitor rarely reads.
-    tid: libc::c_long,
+    tid: i64,
 }
 
 impl ThreadState {
     /// The calling thread's, if the platform reports it.
-    #[cfg(all(target_os = "linux", not(miri)))]
+    #[cfg(all(target_os = "linux", not(miri), not(velocity_no_os_probes)))]
     pub(crate) fn current() -> Option<ThreadState> {
         // SAFETY: `gettid` takes no arguments, cannot fail and touches no
         // memory of ours. (Through `syscall`, not the libc wrapper, which
         // glibc only has since 2.30.)
         let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+        #[allow(
+            clippy::useless_conversion,
+            reason = "`c_long` is `i64` here but `i32` on 32-bit Linux"
+        )]
+        let tid = i64::from(tid);
         (tid > 0).then_some(ThreadState { tid })
     }
 
     /// The calling thread's, if the platform reports it.
-    #[cfg(not(all(target_os = "linux", not(miri))))]
+    #[cfg(not(all(target_os = "linux", not(miri), not(velocity_no_os_probes))))]
     pub(crate) fn current() -> Option<ThreadState> {
         None
     }
@@ -196,7 +236,13 @@ pub(crate) fn set_thread_name(name: &str) {
 #[cfg(not(all(target_os = "linux", not(miri))))]
 pub(crate) fn set_thread_name(_name: &str) {}
 
-#[cfg(all(test, target_os = "linux", not(miri), not(velocity_loom)))]
+#[cfg(all(
+    test,
+    target_os = "linux",
+    not(miri),
+    not(velocity_loom),
+    not(velocity_no_os_probes)
+))]
 mod tests {
     use super::*;
     use std::sync::mpsc;
