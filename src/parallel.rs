@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use crate::context::Context;
 use crate::error::{Error, PanicError};
 use crate::panic;
-use crate::pool::{self, Wake};
+use crate::pool;
 use crate::progress::{self, Reporter};
 use crate::scope::{self, Batch, Claims, Join};
 use crate::sync::{AtomicBool, AtomicUsize, Mutex};
@@ -160,7 +160,7 @@ fn helper<'scope, 'env, T, R, B>(
             .compare_exchange(launched, launched + 1, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
-            join.spawn(Wake::Elastic, move || helper(shared, join));
+            join.spawn(move || helper(shared, join));
         }
     }
     helper_loop(shared);

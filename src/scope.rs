@@ -152,7 +152,7 @@ impl<'scope> Join<'scope, '_> {
     /// `panic::catch` (a panic escaping here would still be caught by
     /// `catch_unwind` below on the caller's side, but on a worker it is the
     /// closure's own contract).
-    pub(crate) fn spawn<F>(&'scope self, wake: Wake, f: F)
+    pub(crate) fn spawn<F>(&'scope self, f: F)
     where
         F: FnOnce() + Send + 'scope,
     {
@@ -181,7 +181,9 @@ impl<'scope> Join<'scope, '_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(job.clone());
-        if let Err(job) = self.shared.submit(Job::Task(job), wake) {
+        // A loop helper: optional parallelism (`Wake::Elastic`), promoted to
+        // eager by the monitor if its loop blocks.
+        if let Err(job) = self.shared.submit(Job::Task(job), Wake::Elastic) {
             job.refuse(Error::ShutDown);
         }
     }
@@ -528,7 +530,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::{scope, Claims};
-    use crate::pool::{Builder, Wake};
+    use crate::pool::Builder;
 
     struct Counted(
         Arc<AtomicUsize>,
@@ -555,8 +557,8 @@ mod tests {
         {
             let (a, b) = data.split_at_mut(3);
             scope(pool.shared.clone(), |join| {
-                join.spawn(Wake::Elastic, move || a.iter_mut().for_each(|x| *x = 1));
-                join.spawn(Wake::Elastic, move || b.iter_mut().for_each(|x| *x = 2));
+                join.spawn(move || a.iter_mut().for_each(|x| *x = 1));
+                join.spawn(move || b.iter_mut().for_each(|x| *x = 2));
             });
         }
         assert_eq!(data, [1, 1, 1, 2, 2, 2]);
@@ -569,7 +571,7 @@ mod tests {
         let done = AtomicUsize::new(0);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             scope(pool.shared.clone(), |join| {
-                join.spawn(Wake::Elastic, || {
+                join.spawn(|| {
                     done.fetch_add(1, Ordering::SeqCst);
                 });
                 panic!("body panics after spawning");

@@ -193,6 +193,18 @@ fn check(seed: u64, what: &str, work: Work, r: &Result<u64, va::Error>, ended_ea
     }
 }
 
+/// A deadline or cancel of at most a few milliseconds on long work resolved
+/// its task long before the work could end.
+fn resolved_early(seed: u64, work: Work, began: Instant, what: &str) {
+    let took = began.elapsed();
+    if work.micros == LONG_WORK {
+        assert!(
+            took < EARLY_BOUND,
+            "seed {seed:#x}: {what} resolved after {took:?}"
+        );
+    }
+}
+
 /// Waits for a task with the generous bound, and checks `timed_out()`
 /// agrees with the outcome.
 fn settle(seed: u64, what: &str, task: va::Task<u64>) -> Result<u64, va::Error> {
@@ -227,13 +239,7 @@ fn operate(seed: u64, rng: &mut Rng, pool: &va::Pool, ledger: &Ledger, may_shut:
             let task = pool.run_with_timeout(d, w.job(ledger.token()));
             let r = settle(seed, "run_with_timeout", task);
             check(seed, "run_with_timeout", w, &r, true);
-            if w.micros == LONG_WORK {
-                let took = began.elapsed();
-                assert!(
-                    took < EARLY_BOUND,
-                    "seed {seed:#x}: a {d:?} timeout resolved after {took:?}"
-                );
-            }
+            resolved_early(seed, w, began, &format!("a {d:?} timeout"));
         }
         2 => {
             let w = Work::random(rng);
@@ -247,13 +253,7 @@ fn operate(seed: u64, rng: &mut Rng, pool: &va::Pool, ledger: &Ledger, may_shut:
             let began = Instant::now();
             let r = settle(seed, "run_with_context", task);
             check(seed, "run_with_context", w, &r, true);
-            if w.micros == LONG_WORK {
-                let took = began.elapsed();
-                assert!(
-                    took < EARLY_BOUND,
-                    "seed {seed:#x}: a cancel after {delay:?} resolved after {took:?}"
-                );
-            }
+            resolved_early(seed, w, began, &format!("a cancel after {delay:?}"));
             canceller.join().unwrap();
         }
         3 => {

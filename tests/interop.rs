@@ -35,13 +35,18 @@ fn a_task_is_awaited_inside_tokio_tasks() {
 /// only finish once another task on the same single-threaded runtime has
 /// run; called directly in the `async` block, `all` would block that thread
 /// and never finish.
+/// A single-threaded tokio runtime with timers.
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn a_fan_out_awaited_through_run_leaves_a_current_thread_runtime_free() {
     within(60, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let rt = current_thread_runtime();
         let gate = Gate::new();
         let (a, b) = (gate.clone(), gate.clone());
         let out = rt.block_on(async move {
@@ -57,10 +62,7 @@ fn a_fan_out_awaited_through_run_leaves_a_current_thread_runtime_free() {
 #[test]
 fn a_blocked_task_does_not_block_a_current_thread_runtime() {
     within(60, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let rt = current_thread_runtime();
         let gate = Gate::new();
         let g = gate.clone();
         let task = va::run(move || {
@@ -117,10 +119,7 @@ fn tasks_and_races_are_awaited_under_futures_lite() {
 #[test]
 fn context_done_is_a_future_under_tokio_select() {
     within(60, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let rt = current_thread_runtime();
         let ctx = Context::with_timeout(Duration::from_millis(10));
         let which = rt.block_on(async {
             tokio::select! {

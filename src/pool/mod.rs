@@ -494,7 +494,8 @@ impl Shared {
 
     /// How many threads may be alive, and how many jobs may run at once:
     /// `max_threads`, plus one for every worker blocked in a wait of ours
-    /// (`Task::wait`, a loop's join). A blocked worker lends its slot, as Go
+    /// (`Task::wait`, a loop's join, `Context::wait`). A blocked worker lends
+    /// its slot, as Go
     /// hands a blocked thread's P to another: the work it waits for must stay
     /// runnable at the cap, or a nested wait could outlive its deadline
     /// (run inline) or never end (a race at the cap). `max_threads` therefore

@@ -149,10 +149,13 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
         if !blocked_loops.is_empty() {
             eager += shared.lock().promote(&blocked_loops);
         }
-        let running = busy.len() - blocked;
+        // (The three counts above cover disjoint workers: `blocked` never
+        // exceeds `busy`; saturating all the same.)
+        let running = busy.len().saturating_sub(blocked);
         // Callers running a loop's items themselves (`map`, `all`) compute
-        // too: they take CPUs just as workers do. Those with a CPU clock were
-        // sampled above; the rest count as computing.
+        // too: they take CPUs just as workers do. Those listed were sampled
+        // above; any others (a record that could not be made) count as
+        // computing.
         let sampled = busy.len() - workers_busy;
         let running = running
             + shared
