@@ -109,7 +109,11 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
         // than there are CPUs: with fewer, their clocks are few and cheap,
         // and a CPU-bound loop (which keeps the monitor ticking while its
         // helpers queue) would pay a file read every tick for nothing.
-        let asleep = if busy.len() > cpus as usize {
+        // Not on a saturated tick: then workers churning through short jobs
+        // are often caught waiting for the pool's own lock, and the
+        // machine-wide count would call them asleep (W2 grew to ~45-70
+        // threads); `classify` demands a stuck worker there instead.
+        let asleep = if busy.len() > cpus as usize && !saturated {
             os::runnable_threads().map_or(0, |r| busy.len().saturating_sub(r))
         } else {
             0
@@ -175,11 +179,16 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
             + queued
                 .saturating_sub(eager)
                 .min(target.saturating_sub(running));
-        let want = target
-            .saturating_sub(running)
-            .max(blocked)
-            .min(takeable)
-            .min(room);
+        // When the process already uses the CPUs (a saturated tick), the
+        // target is met however few workers the snapshot caught running
+        // (short jobs are rarely caught in flight): only blocked ones earn
+        // a thread.
+        let to_target = if saturated {
+            0
+        } else {
+            target.saturating_sub(running)
+        };
+        let want = to_target.max(blocked).min(takeable).min(room);
         // Idle workers first; new threads start as a tree (each new worker
         // starts up to two more before taking work), so 1,000 threads take
         // ~10 spawn latencies, not 1,000.
@@ -330,8 +339,15 @@ fn classify(
                     asleep = state.is_runnable().map(|r| !r);
                 }
             }
+            // On a saturated tick, "asleep" must also be "stuck": a worker
+            // that started a new job since the last sample is churning
+            // through short jobs, and the snapshot caught it between two,
+            // waiting for the pool's own lock. (Counting those grew the pool
+            // to 60 threads for 100,000 tiny jobs under ThreadSanitizer, and
+            // W2 to 36 threads instead of ~20.)
+            let stuck = previous.is_some_and(|(_, _, prev_jobs)| prev_jobs == Some(jobs));
             low = match asleep {
-                Some(asleep) => asleep,
+                Some(asleep) => asleep && (stuck || !saturated),
                 None => !saturated,
             };
         }
