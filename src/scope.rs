@@ -1,6 +1,6 @@
 //! Lifetime erasure for the borrowing combinators: the crate's one module of
 //! `unsafe` memory reasoning (the other `unsafe` is FFI in
-//! `pool/os.rs`).
+//! `pool/os/`).
 //!
 //! `all`, `map` and `for_each` block until every job they handed out has
 //! finished, so their jobs may borrow from the caller's stack — the reasoning

@@ -22,7 +22,7 @@ use crate::error::{Error, SpawnError};
 use crate::sync::thread::{self, Thread};
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard};
 use crate::task::Runnable;
-use os::{ThreadClock, ThreadState};
+use os::ThreadProbe;
 
 /// How eagerly a queued job gets a thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,8 +107,8 @@ pub(crate) struct Config {
 /// A worker's public face, read by the monitor.
 pub(crate) struct WorkerInfo {
     pub(crate) id: u64,
-    pub(crate) clock: Option<ThreadClock>,
-    pub(crate) state: Option<ThreadState>,
+    /// Its CPU time and run state, where the platform tells.
+    pub(crate) probe: ThreadProbe,
     pub(crate) born: Instant,
     /// Running a job. ORDERING: Relaxed; the monitor's view is advisory.
     pub(crate) busy: AtomicBool,
@@ -372,8 +372,7 @@ fn caller_info() -> Option<Arc<WorkerInfo>> {
                 .get_or_insert_with(|| {
                     Arc::new(WorkerInfo {
                         id: NEXT.fetch_add(1, Ordering::Relaxed),
-                        clock: ThreadClock::current(),
-                        state: ThreadState::current(),
+                        probe: ThreadProbe::current(),
                         born: Instant::now(),
                         busy: AtomicBool::new(true),
                         blocked: AtomicBool::new(false),

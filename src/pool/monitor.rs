@@ -141,7 +141,7 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
             // `--cfg velocity_no_os_probes`): the process clock's count.
             let unclocked = busy
                 .iter()
-                .filter(|w| w.clock.is_none() && !w.blocked.load(Ordering::Relaxed))
+                .filter(|w| !w.probe.has_clock() && !w.blocked.load(Ordering::Relaxed))
                 .count();
             let guessed = fallback.blocked(unclocked, &stalled, &mut blocked_loops);
             (found + guessed).max(asleep)
@@ -303,7 +303,7 @@ fn classify(
             continue;
         }
         let jobs = w.jobs.load(Ordering::Relaxed);
-        let cpu = w.clock.and_then(|c| c.read());
+        let cpu = w.probe.cpu_time();
         // A worker seen for the first time is measured from its birth if it
         // has been busy ever since (it was started for work and took it at
         // once); otherwise it is given the benefit of the doubt this tick.
@@ -333,11 +333,9 @@ fn classify(
         // busy machine, a hypervisor's steal): computing, not blocked.
         if low {
             let mut asleep = None;
-            if state_reads < MAX_STATE_READS {
-                if let Some(state) = &w.state {
-                    state_reads += 1;
-                    asleep = state.is_runnable().map(|r| !r);
-                }
+            if state_reads < MAX_STATE_READS && w.probe.has_state() {
+                state_reads += 1;
+                asleep = w.probe.is_runnable().map(|r| !r);
             }
             // On a saturated tick, "asleep" must also be "stuck": a worker
             // that started a new job since the last sample is churning

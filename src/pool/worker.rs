@@ -4,18 +4,19 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::os::{ThreadClock, ThreadState};
+use super::os::ThreadProbe;
 use super::{MonitorCall, Shared, Sleeper, WorkerInfo, WORKER};
 use crate::sync::{thread, AtomicBool};
 
 /// The body of every worker thread. `alive` already counts this thread.
 pub(super) fn main_loop(shared: Arc<Shared>) {
+    // Taken before the lock: on some platforms it is a system call.
+    let probe = ThreadProbe::current();
     let info = {
         let mut st = shared.lock();
         let info = Arc::new(WorkerInfo {
             id: st.next_id,
-            clock: ThreadClock::current(),
-            state: ThreadState::current(),
+            probe,
             born: Instant::now(),
             busy: AtomicBool::new(false),
             blocked: AtomicBool::new(false),
