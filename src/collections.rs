@@ -1,11 +1,12 @@
 //! Bounded parallel loops: `for_each`, `map`, `map_n`, `try_for_each`,
-//! `go_for_each`. The engine is `parallel.rs`: workers pull items, never one
-//! task per item.
+//! `go_for_each`. The engine is `stream.rs`: the caller pulls the input
+//! lazily and helpers take it in chunks, never one task per item.
 
 use std::sync::atomic::Ordering;
 
 use crate::error::{Error, PanicError};
 use crate::parallel::{self, Options};
+use crate::stream;
 use crate::sync::{AtomicBool, Mutex};
 
 /// Calls `f` on every item, at most `limit` at once, and returns when all are
@@ -20,6 +21,19 @@ use crate::sync::{AtomicBool, Mutex};
 /// items are taken in growing chunks, slow ones one at a time, so CPU-bound
 /// loops keep the CPUs busy without extra threads and blocking loops get up
 /// to `limit` threads.
+///
+/// # Streams
+///
+/// The input is pulled lazily, on the calling thread (so the iterator need
+/// not be `Send`, only its items), while earlier items run: an item starts
+/// as soon as it exists — `reader.lines()`, database rows, pages of an API,
+/// `0..` all work — and memory holds the items in flight (up to `limit` plus
+/// a few chunks, at most ~20,000 items), not the input. Each item is
+/// handed out before the next is pulled, so an iterator may wait for an
+/// earlier item to have run (a work queue fed by the items). The iterator's
+/// `next` runs in the caller's context, the items in the loop's. A panic in
+/// `next` ends the input there and is reported like a panicking item (the
+/// iterator is not called again).
 ///
 /// # Errors
 ///
@@ -104,14 +118,14 @@ where
 {
     let ctx = parallel::call_context();
     let opts = Options::new(parallel::limit_or_default(limit), &ctx);
-    let items: Vec<I::Item> = items.into_iter().collect();
-    parallel::run(items, &opts, &|_, item| f(item))
+    stream::run(items.into_iter(), &opts, &f)
 }
 
 /// Like [`for_each`] for a fallible `f`: once the first error is recorded, no
 /// further item starts (the ones not started are dropped unrun; with
-/// `limit == 1` that is exactly every item after the failing one) and the
-/// items' shared context is cancelled, so those running can stop early.
+/// `limit == 1` that is exactly every item after the failing one), no
+/// further item is pulled (so an endless input works), and the items'
+/// shared context is cancelled, so those running can stop early.
 /// Returns the first error (in time); a panic counts as one and becomes `E`
 /// through `From<Error>`. Waits for the running items before returning.
 ///
@@ -152,10 +166,10 @@ where
         on_panic: Some(&on_panic),
         ..Options::new(parallel::limit_or_default(limit), &ctx)
     };
-    let items: Vec<I::Item> = items.into_iter().collect();
     // The engine checks the stop flag before every item: an item already
-    // claimed but not yet started when another fails is dropped unrun.
-    let ended = parallel::run(items, &opts, &|_, item| {
+    // pulled but not yet started when another fails is dropped unrun, and
+    // no further item is pulled.
+    let ended = stream::run(items.into_iter(), &opts, &|item| {
         if let Err(e) = f(item) {
             fail(e);
         }
@@ -168,7 +182,9 @@ where
 }
 
 /// Fire-and-forget [`for_each`] (Go: `async.GoForEach`): returns at once and
-/// processes the items in the background, at most `limit` at once.
+/// processes the items in the background, at most `limit` at once. The
+/// input is pulled in the background too — the call returns before the
+/// first item is made — so the iterator must be `Send + 'static`.
 ///
 /// Panics are shown to the handler of
 /// [`set_panic_handler`](crate::set_panic_handler); a panicking item does not
@@ -188,10 +204,13 @@ where
 pub fn go_for_each<I, F>(items: I, limit: usize, f: F)
 where
     I: IntoIterator,
+    I::IntoIter: Send + 'static,
     I::Item: Send + 'static,
     F: Fn(I::Item) + Send + Sync + 'static,
 {
-    let items: Vec<I::Item> = items.into_iter().collect();
+    // The input is pulled in the background too (hence `Send`): the call
+    // returns before its first item exists.
+    let items = items.into_iter();
     crate::run::go(move || {
         // Panics were already reported item by item.
         let _ = for_each(items, limit, f);

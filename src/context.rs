@@ -515,6 +515,7 @@ impl Context {
     /// fired by the timer or an observer): one atomic load, no clock. The
     /// loop engine checks it before every item; `is_done` also reads the
     /// clock against the deadline.
+    #[inline]
     pub(crate) fn is_marked_done(&self) -> bool {
         self.inner
             .as_ref()

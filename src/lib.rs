@@ -101,6 +101,7 @@ mod progress;
 mod race;
 mod run;
 mod scope;
+mod stream;
 mod sync;
 mod task;
 mod timer;

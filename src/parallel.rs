@@ -39,8 +39,11 @@ use crate::sync::{AtomicBool, AtomicUsize, Mutex};
 /// The cap used when a caller passes a limit of 0.
 pub(crate) const DEFAULT_LIMIT: usize = 1024;
 
-const MAX_CHUNK: usize = 4096;
-const FAST_ITEM: Duration = Duration::from_micros(20);
+/// The largest chunk of items a helper takes at once.
+pub(crate) const MAX_CHUNK: usize = 4096;
+/// Items faster than this are taken in growing chunks; slower ones one at a
+/// time.
+pub(crate) const FAST_ITEM: Duration = Duration::from_micros(20);
 
 /// How a loop reacts to a panicking item.
 pub(crate) type PanicHook<'a> = &'a (dyn Fn(usize, &PanicError) + Sync);
@@ -77,7 +80,7 @@ struct Shared<'a, T, R, B> {
     launched: AtomicUsize,
     body: &'a B,
     opts: &'a Options<'a>,
-    panic: Mutex<Option<(usize, PanicError)>>,
+    panic: FirstPanic,
 }
 
 /// Runs `body(index, item)` for every item and returns the results in input
@@ -102,7 +105,7 @@ where
         launched: AtomicUsize::new(1), // the caller
         body,
         opts,
-        panic: Mutex::new(None),
+        panic: FirstPanic::new(),
     };
     if opts.limit <= 1 || len == 1 {
         // Nothing to hand out: run here, without touching the pool.
@@ -124,18 +127,15 @@ where
         ..
     } = shared;
     let outputs = source.into_outputs();
-    match (
-        first_panic.into_inner().unwrap_or_else(|e| e.into_inner()),
-        outputs,
-    ) {
-        (Some((_, p)), outputs) => {
+    match (first_panic.into_inner(), outputs) {
+        (Some(p), outputs) => {
             panic::drop_quietly(outputs);
             Err(Error::Panic(p))
         }
         (None, Some(outputs)) => Ok(outputs),
         // Items were left unrun: the context ended the loop (or the stop
         // flag did, whose setter reports its own error).
-        (None, None) => Err(opts.ctx.reason().map_or(Error::Cancelled, |r| r.to_error())),
+        (None, None) => Err(opts.cut_short_error()),
     }
 }
 
@@ -170,7 +170,49 @@ fn helper<'scope, 'env, T, R, B>(
 /// context is done (one atomic load each; a deadline is marked by the timer).
 #[inline]
 fn stopped<T, R, B>(shared: &Shared<'_, T, R, B>) -> bool {
-    shared.opts.stop.is_some_and(|s| s.load(Ordering::Acquire)) || shared.opts.ctx.is_marked_done()
+    shared.opts.stopped()
+}
+
+impl Options<'_> {
+    /// Whether no further item may start (see `stopped`).
+    #[inline]
+    pub(crate) fn stopped(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(Ordering::Acquire)) || self.ctx.is_marked_done()
+    }
+
+    /// The error of a loop that ended before every item ran: the context's
+    /// (or, with the stop flag, whatever its setter reports instead).
+    pub(crate) fn cut_short_error(&self) -> Error {
+        self.ctx.reason().map_or(Error::Cancelled, |r| r.to_error())
+    }
+}
+
+/// The lowest-index panic of a loop so far.
+pub(crate) struct FirstPanic(Mutex<Option<(usize, PanicError)>>);
+
+impl FirstPanic {
+    pub(crate) fn new() -> FirstPanic {
+        FirstPanic(Mutex::new(None))
+    }
+
+    /// Tells the loop's hook, and keeps `p` if its index is the lowest yet.
+    #[cold]
+    pub(crate) fn record(&self, opts: &Options<'_>, index: usize, p: PanicError) {
+        if let Some(hook) = opts.on_panic {
+            hook(index, &p);
+        }
+        let mut first = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if first.as_ref().map_or(true, |(i, _)| index < *i) {
+            *first = Some((index, p));
+        }
+    }
+
+    pub(crate) fn into_inner(self) -> Option<PanicError> {
+        self.0
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|(_, p)| p)
+    }
 }
 
 fn helper_loop<T, R, B>(shared: &Shared<'_, T, R, B>)
@@ -232,13 +274,7 @@ where
 
 #[cold]
 fn record_panic<T, R, B>(shared: &Shared<'_, T, R, B>, index: usize, p: PanicError) {
-    if let Some(hook) = shared.opts.on_panic {
-        hook(index, &p);
-    }
-    let mut first = shared.panic.lock().unwrap_or_else(|e| e.into_inner());
-    if first.as_ref().map_or(true, |(i, _)| index < *i) {
-        *first = Some((index, p));
-    }
+    shared.panic.record(shared.opts, index, p);
 }
 
 /// A loop call's own context, a child of the caller's: the context every

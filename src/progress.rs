@@ -26,6 +26,10 @@ thread_local! {
 /// * Batches are one item while items are slow (over 20 µs) and grow to
 ///   4,096 while they are fast, so a million tiny items make a few hundred
 ///   calls, not a million.
+/// * For an input whose length is not known up front (its `size_hint` is
+///   not exact: a filter, `lines()`, `0..`), `total` is the number of items
+///   pulled so far; it grows, stays at least `done`, and equals it at the
+///   end.
 /// * Loops started by the items themselves (nested loops) do not report.
 /// * A panicking callback is caught and shown to the panic handler; the
 ///   loop goes on. After a `try_for_each` stops early, `done` stays below
@@ -76,7 +80,9 @@ impl Drop for Restore {
 /// One loop's progress: the callback of `with_progress`, if any.
 pub(crate) struct Reporter {
     callback: Callback,
-    total: usize,
+    /// The loop's length; for an input of unknown length, the items pulled
+    /// so far (`grow_total`).
+    total: AtomicUsize,
     done: AtomicUsize,
     /// The last `done` reported. Written only by the reporter.
     reported: AtomicUsize,
@@ -94,7 +100,7 @@ pub(crate) fn start_loop(total: usize) -> (Option<Reporter>, impl Drop) {
     let callback = CURRENT.try_with(|c| c.borrow_mut().take()).ok().flatten();
     let reporter = callback.clone().map(|callback| Reporter {
         callback,
-        total,
+        total: AtomicUsize::new(total),
         done: AtomicUsize::new(0),
         reported: AtomicUsize::new(0),
         reporting: AtomicBool::new(false),
@@ -103,6 +109,12 @@ pub(crate) fn start_loop(total: usize) -> (Option<Reporter>, impl Drop) {
 }
 
 impl Reporter {
+    /// At least `total` items are known (called before they can finish, so
+    /// `done <= total` holds in every report).
+    pub(crate) fn grow_total(&self, total: usize) {
+        self.total.fetch_max(total, Ordering::SeqCst);
+    }
+
     /// `n` more items finished.
     pub(crate) fn advance(&self, n: usize) {
         // ORDERING: SeqCst on `done` and `reporting` alike: a helper's add
@@ -119,7 +131,8 @@ impl Reporter {
             let fresh = done > self.reported.load(Ordering::Relaxed);
             if fresh {
                 self.reported.store(done, Ordering::Relaxed);
-                let _ = panic::catch(|| (self.callback)(done, self.total));
+                let total = self.total.load(Ordering::SeqCst);
+                let _ = panic::catch(|| (self.callback)(done, total));
             }
             self.reporting.store(false, Ordering::SeqCst);
             if self.done.load(Ordering::SeqCst) <= self.reported.load(Ordering::Relaxed) {

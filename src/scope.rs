@@ -30,6 +30,8 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crossbeam_utils::CachePadded;
+
 use crate::error::Error;
 use crate::pool::{BlockedGuard, Job, Shared, Wake};
 use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex};
@@ -253,12 +255,19 @@ pub(crate) fn scope<'env, R>(
 union Slot<T, R> {
     item: ManuallyDrop<T>,
     output: ManuallyDrop<R>,
+    /// Not filled yet (`Claims::with_capacity`); zero-sized, so the slot
+    /// keeps the size of the larger of `T` and `R`.
+    #[allow(dead_code, reason = "written, never read: it marks a place not filled")]
+    empty: (),
 }
 
 /// The loop engine's input and output, handed out by index without a lock.
 ///
-/// A helper claims a range of indices with one `fetch_add`; the range is then
-/// its alone. [`Batch`] moves the items out of it and writes each result into
+/// A helper claims a range of indices with one compare-and-swap, below the
+/// places filled so far; the range is then its alone. All places are filled
+/// at once (`new`, from a `Vec`), or one at a time by the one [`Filler`] of
+/// `with_capacity` while helpers already claim (the iterator engine,
+/// `stream.rs`): each item is claimable as soon as it is written. [`Batch`] moves the items out of it and writes each result into
 /// the same place — no per-chunk vectors, no final copy when `T` and `R` are
 /// the same size, and page faults of the output happen on every helper in
 /// parallel. The batch itself records every item it took but gave no result
@@ -266,11 +275,22 @@ union Slot<T, R> {
 /// below `next`, a result unless recorded missing; from `next` on, an item.
 pub(crate) struct Claims<T, R> {
     slots: Box<[UnsafeCell<Slot<T, R>>]>,
-    /// ORDERING: Relaxed is enough: the items were written before the
-    /// `Claims` was shared (the spawn that shares it synchronises), each
-    /// index is touched by the one thread whose `fetch_add` covered it, and
-    /// the owner reads the results only after the join's latch (Acquire).
-    next: AtomicUsize,
+    /// The next index to claim; never above `filled`. ORDERING: Relaxed:
+    /// each index is touched by the one thread whose compare-and-swap
+    /// covered it (the items' writes are published by `filled`), and the
+    /// owner reads the results only after the join's latch (Acquire).
+    next: CachePadded<AtomicUsize>,
+    /// Places below hold an item or, below `next`, its result; places from
+    /// here on are empty. ORDERING: the filler stores it with Release after
+    /// writing the item, claims load it with Acquire. On its own cache line:
+    /// the filler writes it per item, helpers compare-and-swap `next` per
+    /// chunk (sharing a line cost the iterator engine ~5 ns per item).
+    filled: CachePadded<AtomicUsize>,
+    /// Whether the one `Filler` was handed out (`new` has none).
+    filler_taken: AtomicBool,
+    /// Made `with_capacity`: filled one item at a time. (Made by `new`,
+    /// `next` may run past `filled` by a claim's size and is clamped.)
+    fills: bool,
     /// Indices taken without a result.
     missing: Mutex<Vec<usize>>,
 }
@@ -309,11 +329,52 @@ impl<T, R> Claims<T, R> {
                 })
                 .collect()
         };
+        let len = slots.len();
         Claims {
             slots,
-            next: AtomicUsize::new(0),
+            next: CachePadded::new(AtomicUsize::new(0)),
+            filled: CachePadded::new(AtomicUsize::new(len)),
+            filler_taken: AtomicBool::new(true),
+            fills: false,
             missing: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Room for `capacity` items, none there yet: its [`Filler`] adds them.
+    pub(crate) fn with_capacity(capacity: usize) -> Claims<T, R> {
+        Claims {
+            slots: (0..capacity)
+                .map(|_| UnsafeCell::new(Slot { empty: () }))
+                .collect(),
+            next: CachePadded::new(AtomicUsize::new(0)),
+            filled: CachePadded::new(AtomicUsize::new(0)),
+            filler_taken: AtomicBool::new(false),
+            fills: true,
+            missing: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The one handle that adds items (`None` after the first call, and for
+    /// `new`, which is full).
+    pub(crate) fn filler(&self) -> Option<Filler<'_, T, R>> {
+        if self.filler_taken.swap(true, Ordering::Relaxed) {
+            return None;
+        }
+        Some(Filler {
+            slots: &self.slots,
+            filled: &self.filled,
+            len: self.filled.load(Ordering::Relaxed),
+        })
+    }
+
+    /// How many places there are.
+    pub(crate) fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// How many places hold an item or a result.
+    pub(crate) fn filled(&self) -> usize {
+        self.filled.load(Ordering::Acquire)
     }
 
     /// How many items have been claimed so far (may exceed the length).
@@ -321,27 +382,54 @@ impl<T, R> Claims<T, R> {
         self.next.load(Ordering::Relaxed)
     }
 
-    /// Claims up to `n` items; `None` once all are claimed.
+    /// Claims up to `n` of the items filled so far; `None` if all of them
+    /// are claimed.
     pub(crate) fn claim(&self, n: usize) -> Option<Batch<'_, T, R>> {
-        let len = self.slots.len();
-        let start = self.next.fetch_add(n, Ordering::Relaxed);
-        if start >= len {
-            // Keep `next` from creeping towards overflow on repeated calls.
-            self.next.store(len, Ordering::Relaxed);
-            return None;
+        let n = n.max(1);
+        if !self.fills {
+            // Filled at once (`new`): one add, as the `Vec` engine always did.
+            let len = self.slots.len();
+            let start = self.next.fetch_add(n, Ordering::Relaxed);
+            if start >= len {
+                // Keep `next` from creeping towards overflow on repeated calls.
+                self.next.store(len, Ordering::Relaxed);
+                return None;
+            }
+            return Some(self.batch(start, (start + n).min(len)));
         }
-        Some(Batch {
+        let mut start = self.next.load(Ordering::Relaxed);
+        loop {
+            // Acquire: the items below `filled` were written before it was
+            // stored (Release), so this thread may move them out.
+            let filled = self.filled.load(Ordering::Acquire);
+            if start >= filled {
+                return None;
+            }
+            let end = filled.min(start.saturating_add(n));
+            match self
+                .next
+                .compare_exchange(start, end, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(self.batch(start, end)),
+                Err(now) => start = now,
+            }
+        }
+    }
+
+    fn batch(&self, start: usize, end: usize) -> Batch<'_, T, R> {
+        Batch {
             claims: self,
             next: start,
-            end: (start + n).min(len),
+            end,
             unanswered: None,
-        })
+        }
     }
 
     /// The results in input order, if every item gave one; otherwise drops
     /// those that exist and returns `None`.
     pub(crate) fn into_outputs(mut self) -> Option<Vec<R>> {
-        let len = self.slots.len();
+        let capacity = self.slots.len();
+        let len = self.filled.load(Ordering::Relaxed);
         let complete = self.next.load(Ordering::Relaxed) >= len
             && self
                 .missing
@@ -353,20 +441,30 @@ impl<T, R> Claims<T, R> {
         }
         let slots = std::mem::take(&mut self.slots);
         // From here on `self` holds no slots: its `Drop` touches nothing.
-        if same_layout::<R, UnsafeCell<Slot<T, R>>>() {
+        if same_layout::<R, UnsafeCell<Slot<T, R>>>() && len == capacity {
             let ptr = Box::into_raw(slots).cast::<R>();
             // SAFETY: every index was claimed and none is missing, so every
             // place holds a result written exactly once (`Batch::run`); the
             // slot type has the size and alignment of `R`, and a slot holding
             // `output` is exactly an `R`, so the allocation is a valid `[R]`.
             Some(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) }.into_vec())
+        } else if same_layout::<R, UnsafeCell<Slot<T, R>>>() && std::mem::size_of::<R>() != 0 {
+            let ptr = Box::into_raw(slots).cast::<R>();
+            // SAFETY: as above for the first `len` places, and the rest are
+            // empty. The allocation was made by the global allocator for
+            // `capacity` slots (more than `len`, so not empty, and `R` is not
+            // zero-sized), which is one for `capacity` `R`s whose first `len`
+            // are initialised: what `Vec::from_raw_parts` requires.
+            Some(unsafe { Vec::from_raw_parts(ptr, len, capacity) })
         } else {
             let slots = Vec::from(slots);
             Some(
                 slots
                     .into_iter()
-                    // SAFETY: as above, every place holds its result; each is
-                    // moved out once, and the slot itself has no drop glue.
+                    .take(len)
+                    // SAFETY: as above, each of the first `len` places holds
+                    // its result; each is moved out once, and the slot itself
+                    // has no drop glue (the empty rest are dropped as slots).
                     .map(|cell| ManuallyDrop::into_inner(unsafe { cell.into_inner().output }))
                     .collect(),
             )
@@ -379,14 +477,16 @@ impl<T, R> Drop for Claims<T, R> {
         if self.slots.is_empty() {
             return;
         }
-        let claimed = self.next.load(Ordering::Relaxed).min(self.slots.len());
+        let filled = self.filled.load(Ordering::Relaxed);
+        let claimed = self.next.load(Ordering::Relaxed).min(filled);
         let mut missing = std::mem::take(self.missing.get_mut().unwrap_or_else(|e| e.into_inner()));
         missing.sort_unstable();
         let mut gaps = missing.into_iter().peekable();
-        for (i, cell) in self.slots.iter_mut().enumerate() {
+        for (i, cell) in self.slots.iter_mut().enumerate().take(filled) {
             if i >= claimed {
-                // SAFETY: never claimed, so the place still holds its item;
-                // `&mut self` excludes every other access; dropped once, here.
+                // SAFETY: filled but never claimed, so the place still holds
+                // its item; `&mut self` excludes every other access; dropped
+                // once, here. (Places from `filled` on are empty.)
                 unsafe { ManuallyDrop::drop(&mut cell.get_mut().item) };
             } else if gaps.peek() == Some(&i) {
                 gaps.next(); // taken without a result: the place is empty
@@ -396,6 +496,37 @@ impl<T, R> Drop for Claims<T, R> {
                 unsafe { ManuallyDrop::drop(&mut cell.get_mut().output) };
             }
         }
+    }
+}
+
+/// The one handle that adds items to a [`Claims`] made `with_capacity`.
+pub(crate) struct Filler<'a, T, R> {
+    /// The claims' places and `filled`, held directly: the feeder pushes
+    /// every item of a stream, so each push is a bounds check, a write and
+    /// a store.
+    slots: &'a [UnsafeCell<Slot<T, R>>],
+    filled: &'a AtomicUsize,
+    /// Places filled by this handle (the only writer of `filled`).
+    len: usize,
+}
+
+impl<T, R> Filler<'_, T, R> {
+    /// Adds `item` after the others, claimable at once; gives it back if
+    /// every place is filled.
+    #[inline]
+    pub(crate) fn push(&mut self, item: T) -> Result<(), T> {
+        let Some(cell) = self.slots.get(self.len) else {
+            return Err(item);
+        };
+        // SAFETY: the place is at `filled`, so it is empty and no claim
+        // reaches it (claims stay below `filled`); this handle is the only
+        // writer (`Claims::filler` hands out one). The item is written once,
+        // before `filled` moves past it.
+        unsafe { (*cell.get()).item = ManuallyDrop::new(item) };
+        self.len += 1;
+        // Release: the write above happens before any claim that sees it.
+        self.filled.store(self.len, Ordering::Release);
+        Ok(())
     }
 }
 
@@ -701,6 +832,109 @@ mod tests {
         assert_eq!(ins.load(Ordering::SeqCst), 4);
         drop(claims); // six never claimed
         assert_eq!(ins.load(Ordering::SeqCst), 10);
+    }
+
+    /// The iterator engine's path: one filler adds items while two threads
+    /// claim them; every item is run once, results land in place, and a
+    /// block left part empty (the input ended early) becomes a shorter
+    /// output.
+    #[test]
+    fn a_filler_and_concurrent_claims_give_every_item_once() {
+        for (capacity, n) in [(16usize, 16u64), (16, 9), (1, 1), (8, 0)] {
+            let claims: Claims<u64, u64> = Claims::with_capacity(capacity);
+            let done = std::sync::atomic::AtomicBool::new(false);
+            std::thread::scope(|s| {
+                for _ in 0..2 {
+                    s.spawn(|| loop {
+                        let finished = done.load(Ordering::Acquire);
+                        match claims.claim(3) {
+                            Some(mut batch) => batch.run(
+                                || true,
+                                |i, x| {
+                                    assert_eq!(x, i as u64);
+                                    x * 10
+                                },
+                            ),
+                            None if finished => return,
+                            None => std::thread::yield_now(),
+                        }
+                    });
+                }
+                let mut filler = claims.filler().expect("one filler");
+                assert!(claims.filler().is_none(), "only one");
+                for i in 0..n {
+                    filler.push(i).unwrap();
+                }
+                done.store(true, Ordering::Release);
+            });
+            let out = claims.into_outputs().expect("every item ran");
+            assert_eq!(out, (0..n).map(|i| i * 10).collect::<Vec<_>>());
+            assert!(out.capacity() >= out.len());
+        }
+    }
+
+    #[test]
+    fn a_full_filler_gives_the_item_back_and_part_filled_claims_drop_once() {
+        let ins = Arc::new(AtomicUsize::new(0));
+        let outs = Arc::new(AtomicUsize::new(0));
+        let claims: Claims<Counted, (Counted, u8)> = Claims::with_capacity(5);
+        let mut filler = claims.filler().unwrap();
+        for i in 0..5 {
+            assert!(filler.push(Counted(ins.clone(), i)).is_ok());
+        }
+        let Err(back) = filler.push(Counted(ins.clone(), 5)) else {
+            panic!("a full filler takes nothing");
+        };
+        drop(back);
+        assert_eq!(ins.load(Ordering::SeqCst), 1);
+        // Two run, one taken and unanswered, two never claimed.
+        let mut batch = claims.claim(2).unwrap();
+        let o = outs.clone();
+        batch.run(
+            || true,
+            move |_, c| {
+                drop(c);
+                (Counted(o.clone(), 0), 0)
+            },
+        );
+        drop(batch);
+        let mut batch = claims.claim(1).unwrap();
+        let _ = batch.take();
+        drop(batch);
+        assert_eq!(ins.load(Ordering::SeqCst), 4);
+        assert!(claims.into_outputs().is_none(), "items gave no result");
+        assert_eq!(ins.load(Ordering::SeqCst), 6, "every item dropped once");
+        assert_eq!(outs.load(Ordering::SeqCst), 2, "every result dropped once");
+        // A part-filled block that never ran drops only what was filled.
+        let ins = Arc::new(AtomicUsize::new(0));
+        let claims: Claims<Counted, u64> = Claims::with_capacity(8);
+        let mut filler = claims.filler().unwrap();
+        for i in 0..3 {
+            assert!(filler.push(Counted(ins.clone(), i)).is_ok());
+        }
+        drop(claims);
+        assert_eq!(ins.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn the_stream_engine_borrows_and_maps_on_the_pool() {
+        let pool = test_pool();
+        let base = [1u64, 2, 3, 4, 5, 6, 7];
+        let mut seen = vec![0u8; 7];
+        let seen_ref = std::sync::Mutex::new(&mut seen);
+        let ctx = crate::Context::new();
+        let opts = crate::parallel::Options::new(3, &ctx);
+        let out = pool
+            .install(|| {
+                crate::stream::run(base.iter().filter(|x| **x != 4), &opts, &|x: &u64| {
+                    seen_ref.lock().unwrap()[*x as usize - 1] += 1;
+                    x * 100
+                })
+            })
+            .unwrap();
+        assert_eq!(out, vec![100, 200, 300, 500, 600, 700]);
+        assert_eq!(seen, [1, 1, 1, 0, 1, 1, 1]);
+        assert!(pool.shared.shutdown_and_join().is_complete());
     }
 
     #[test]

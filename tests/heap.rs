@@ -3,7 +3,9 @@
 //! not yet freed; after a warm-up, a million `run`/`go`/`all`/`map` calls
 //! must leave it where it was, give or take a small allowance for the
 //! pool's bookkeeping. Full size in release (CI runs it with `--release`); a tenth
-//! under plain `cargo test`.
+//! under plain `cargo test`. And a lazy input is held only while in flight:
+//! the peak of live bytes over a `for_each` of 256 MiB of lazily made items
+//! stays far below their total.
 
 mod common;
 
@@ -17,6 +19,15 @@ use velocity_async as va;
 struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+/// The highest `LIVE` since it was last reset.
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+/// The tests measure the one global count: one at a time.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn note_peak() {
+    PEAK.fetch_max(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+}
 
 // SAFETY: every method forwards to `System` with the caller's arguments
 // unchanged, so `System`'s guarantees hold; the counter is only arithmetic.
@@ -26,6 +37,7 @@ unsafe impl GlobalAlloc for Counting {
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
             LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            note_peak();
         }
         p
     }
@@ -41,6 +53,7 @@ unsafe impl GlobalAlloc for Counting {
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
             LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            note_peak();
         }
         p
     }
@@ -53,6 +66,7 @@ unsafe impl GlobalAlloc for Counting {
                 new_size as isize - layout.size() as isize,
                 Ordering::Relaxed,
             );
+            note_peak();
         }
         p
     }
@@ -92,6 +106,7 @@ fn churn(pool: &va::Pool, n: usize) {
 #[test]
 fn live_heap_is_flat_over_a_million_tasks() {
     common::within(600, || {
+        let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
         let n = if cfg!(debug_assertions) {
             100_000
         } else {
@@ -113,6 +128,41 @@ fn live_heap_is_flat_over_a_million_tasks() {
         assert!(
             growth < 16 * 1024,
             "live heap grew by {growth} bytes over {n} tasks ({before} -> {after})"
+        );
+        assert!(pool.shutdown(Duration::from_secs(60)).is_complete());
+    });
+}
+
+/// Regression (#14): the loops collected their input first, so this held
+/// all 256 MiB at once.
+#[test]
+fn a_lazy_input_is_held_only_while_in_flight() {
+    common::within(600, || {
+        let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+        const ITEM: usize = 1024;
+        const ITEMS: usize = 256 * 1024; // 256 MiB in all
+        let pool = va::Pool::builder().max_threads(4).build();
+        let seen = AtomicUsize::new(0);
+        let before = LIVE.load(Ordering::Relaxed);
+        PEAK.store(before, Ordering::Relaxed);
+        pool.install(|| {
+            va::for_each((0..ITEMS).map(|k| vec![k as u8; ITEM]), 4, |item| {
+                seen.fetch_add(usize::from(item[0] == item[ITEM - 1]), Ordering::Relaxed);
+            })
+        })
+        .unwrap();
+        let peak = PEAK.load(Ordering::Relaxed) - before;
+        assert_eq!(seen.load(Ordering::Relaxed), ITEMS);
+        println!(
+            "peak while looping over 256 MiB of lazy items: {} KiB",
+            peak / 1024
+        );
+        // In flight: a few chunks per helper (the chunks hold up to 4,096
+        // items while items are fast) — a few tens of MiB at most.
+        assert!(
+            peak < 64 << 20,
+            "peak live heap {} MiB over a lazy 256 MiB input",
+            peak >> 20
         );
         assert!(pool.shutdown(Duration::from_secs(60)).is_complete());
     });

@@ -114,6 +114,10 @@ pub(crate) struct WorkerInfo {
     pub(crate) busy: AtomicBool,
     /// Blocked in `Task::wait` (known to block, no clock needed).
     pub(crate) blocked: AtomicBool,
+    /// Waiting inside its job for work that is not there yet (a loop's
+    /// helper or caller waiting for its input, `IdleGuard`): neither
+    /// computing nor blocked work, so the monitor leaves it out.
+    pub(crate) idle_in_job: AtomicBool,
     /// Jobs started; progress for platforms without thread clocks.
     pub(crate) jobs: AtomicU64,
     /// Set the first time the worker goes idle: from then on its CPU time
@@ -376,6 +380,7 @@ fn caller_info() -> Option<Arc<WorkerInfo>> {
                         born: Instant::now(),
                         busy: AtomicBool::new(true),
                         blocked: AtomicBool::new(false),
+                        idle_in_job: AtomicBool::new(false),
                         jobs: AtomicU64::new(0),
                         // Not measured from its birth: it did other things.
                         has_idled: AtomicBool::new(true),
@@ -410,6 +415,36 @@ impl Drop for ExternalGuard {
         }
         if let Some(shared) = &self.shared {
             shared.external.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Marks the current worker, or loop caller, as idle inside its job while
+/// alive (see `WorkerInfo::idle_in_job`): a loop helper parked until its
+/// input has more. Counted as blocked, it would grow the pool and promote
+/// the loop's helpers, which would find nothing to do.
+pub(crate) struct IdleGuard {
+    info: Option<Arc<WorkerInfo>>,
+}
+
+impl IdleGuard {
+    pub(crate) fn enter() -> IdleGuard {
+        let info = WORKER
+            .try_with(|w| w.borrow().as_ref().map(|(_, info)| info.clone()))
+            .ok()
+            .flatten()
+            .or_else(|| CALLER.try_with(|c| c.borrow().clone()).ok().flatten());
+        if let Some(info) = &info {
+            info.idle_in_job.store(true, Ordering::Relaxed);
+        }
+        IdleGuard { info }
+    }
+}
+
+impl Drop for IdleGuard {
+    fn drop(&mut self) {
+        if let Some(info) = &self.info {
+            info.idle_in_job.store(false, Ordering::Relaxed);
         }
     }
 }

@@ -71,15 +71,18 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
             if !shared.starving(&st) || st.queue.len() <= coming {
                 continue;
             }
+            // A worker idle inside its job (a loop helper waiting for its
+            // input) is neither computing nor blocked: left out.
+            let working = |w: &Arc<WorkerInfo>| !w.idle_in_job.load(Ordering::Relaxed);
             let mut busy: Vec<Arc<WorkerInfo>> = st
                 .workers
                 .iter()
-                .filter(|w| w.busy.load(Ordering::Relaxed))
+                .filter(|w| w.busy.load(Ordering::Relaxed) && working(w))
                 .cloned()
                 .collect();
             let workers_busy = busy.len();
             // Loop callers outside the pool are sampled the same way.
-            busy.extend(shared.callers());
+            busy.extend(shared.callers().into_iter().filter(working));
             (
                 busy,
                 workers_busy,

@@ -20,6 +20,7 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
             born: Instant::now(),
             busy: AtomicBool::new(false),
             blocked: AtomicBool::new(false),
+            idle_in_job: AtomicBool::new(false),
             jobs: Default::default(),
             has_idled: AtomicBool::new(false),
             scope: Default::default(),
