@@ -61,6 +61,12 @@ fn main() {
             for (c, contender) in workload.contenders.iter().enumerate() {
                 let threads_before = process_threads();
                 let rss_before = rss_kib();
+                // W7: the peak RSS over this contender's iterations
+                // (`clear_refs` 5 resets the high-water mark to now).
+                let peak_rss = workload.id.starts_with("w7_");
+                if peak_rss {
+                    let _ = std::fs::write("/proc/self/clear_refs", "5");
+                }
                 let spawned_before = velocity_async::stats().threads_spawned;
                 let mut iteration = (contender.make)();
                 let min_samples = if quick { 5 } else { workload.samples.min(10) };
@@ -70,6 +76,15 @@ fn main() {
                     min_samples.div_ceil(ROUNDS),
                 ));
                 let first_round = round == 0;
+                if first_round && peak_rss {
+                    let _ = writeln!(
+                        memory,
+                        "- {} / {}: peak RSS {:+.1} MiB over the process's RSS before it",
+                        workload.id,
+                        contender.name,
+                        (status_field("VmHWM:") as f64 - rss_before as f64) / 1024.0,
+                    );
+                }
                 if first_round && (workload.id.starts_with("w2") || workload.id.starts_with("w3")) {
                     let pool = if c == 0 {
                         let stats = velocity_async::stats();

@@ -1,5 +1,6 @@
-//! The workloads of issue #4 (W1–W6), each with velocity-async and its
-//! peers as "contenders": one closure per contender that runs one iteration.
+//! The workloads of issue #4 (W1–W6) and of the streaming loops (W7, #14),
+//! each with velocity-async and its peers as "contenders": one closure per
+//! contender that runs one iteration.
 //!
 //! Both the criterion bench (`benches/pool.rs`) and the side-by-side report
 //! (`examples/benchmark.rs`) run exactly these closures, so the two can
@@ -603,7 +604,95 @@ pub(crate) fn w6() -> Workload {
     }
 }
 
-/// Every workload, in issue #4's order.
+pub(crate) const W7_ITEMS: u64 = 10_000_000;
+pub(crate) const W7_BLOCKING_ITEMS: u64 = 640;
+
+/// A lazily made item: a few nanoseconds of mixing.
+fn make_item(i: u64) -> u64 {
+    i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
+}
+
+/// W7: `for_each` over a lazy iterator of 10,000,000 small items (made as
+/// they are pulled), ~50 ns of work each. The report also gives each
+/// contender's peak RSS: collecting the input first would hold 80 MB.
+pub(crate) fn w7() -> Workload {
+    let body = |x: u64| {
+        black_box(mix(x));
+    };
+    Workload {
+        id: "w7_stream_for_each",
+        title: "W7 for_each over a lazy iterator of 10,000,000 items, ~50 ns each (per loop)",
+        ops: 1,
+        unit: Unit::Millis,
+        contenders: vec![
+            contender("velocity_async_for_each", move || {
+                timed(move || {
+                    va::for_each((0..W7_ITEMS).map(make_item), 0, body).unwrap();
+                })
+            }),
+            contender("rayon_par_bridge", move || {
+                use rayon::prelude::*;
+                timed(move || {
+                    (0..W7_ITEMS).map(make_item).par_bridge().for_each(body);
+                })
+            }),
+            contender("sequential", move || {
+                timed(move || {
+                    (0..W7_ITEMS).map(make_item).for_each(body);
+                })
+            }),
+        ],
+        bars: vec![("rayon_par_bridge", 1.0)],
+        samples: 10,
+    }
+}
+
+/// W7b: a blocking stream: 640 items that each sleep 1 ms, at most 64 at
+/// once (10 ms if the limit is reached at once), against rayon's
+/// `par_bridge` on a 64-thread pool.
+pub(crate) fn w7_blocking() -> Workload {
+    let body = |_: u64| std::thread::sleep(Duration::from_millis(1));
+    Workload {
+        id: "w7b_stream_blocking",
+        title: "W7b blocking stream: 640 items sleeping 1 ms, limit 64 (per loop)",
+        ops: 1,
+        unit: Unit::Millis,
+        contenders: vec![
+            contender("velocity_async_for_each", move || {
+                timed(move || {
+                    va::for_each(0..W7_BLOCKING_ITEMS, 64, body).unwrap();
+                })
+            }),
+            contender("rayon_par_bridge_64_threads", move || {
+                use rayon::prelude::*;
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(64)
+                    .build()
+                    .unwrap();
+                timed(move || {
+                    pool.install(|| (0..W7_BLOCKING_ITEMS).par_bridge().for_each(body));
+                })
+            }),
+            contender("sequential", move || {
+                timed(move || (0..W7_BLOCKING_ITEMS).for_each(body))
+            }),
+        ],
+        bars: vec![("rayon_par_bridge_64_threads", 1.0)],
+        samples: 10,
+    }
+}
+
+/// Every workload, in issue #4's order, then the streaming loops'.
 pub(crate) fn all() -> Vec<Workload> {
-    vec![w1(), w2(), w3_warm(), w3_cold(), w4(), w5(), w6()]
+    vec![
+        w1(),
+        w2(),
+        w3_warm(),
+        w3_cold(),
+        w4(),
+        w5(),
+        w6(),
+        w7(),
+        w7_blocking(),
+    ]
 }
