@@ -1,5 +1,7 @@
-//! The loop engine behind `all`, `map` and `for_each`: workers *pull* items,
-//! never one task per item.
+//! The loop engine behind `all` and its kin, whose jobs come as a `Vec`:
+//! workers *pull* them, never one task per job. (The loops over iterators,
+//! `for_each` and `map`, use `stream.rs`, which shares this file's options,
+//! chunk sizes and panic record.)
 //!
 //! * The caller's thread is the first helper. Each helper, when it starts,
 //!   launches up to two more (a tree), until `limit` helpers exist or there

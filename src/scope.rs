@@ -267,7 +267,8 @@ union Slot<T, R> {
 /// places filled so far; the range is then its alone. All places are filled
 /// at once (`new`, from a `Vec`), or one at a time by the one [`Filler`] of
 /// `with_capacity` while helpers already claim (the iterator engine,
-/// `stream.rs`): each item is claimable as soon as it is written. [`Batch`] moves the items out of it and writes each result into
+/// `stream.rs`): each item is claimable as soon as it is written. [`Batch`]
+/// moves the items out of it and writes each result into
 /// the same place — no per-chunk vectors, no final copy when `T` and `R` are
 /// the same size, and page faults of the output happen on every helper in
 /// parallel. The batch itself records every item it took but gave no result
@@ -377,7 +378,9 @@ impl<T, R> Claims<T, R> {
         self.filled.load(Ordering::Acquire)
     }
 
-    /// How many items have been claimed so far (may exceed the length).
+    /// How many items have been claimed so far (made by `new`, it may
+    /// exceed the length for a moment; made `with_capacity`, it never
+    /// exceeds `filled`).
     pub(crate) fn claimed(&self) -> usize {
         self.next.load(Ordering::Relaxed)
     }

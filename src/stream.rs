@@ -279,11 +279,22 @@ impl<T, R> Fed<T, R> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
-        gather(shared, &mut self.blocks, &mut self.results);
-        debug_assert!(self.blocks.is_empty(), "no block is shared after the scope");
-        let complete = self.input_ended
-            && self.blocks.is_empty()
-            && self.results.iter().all(|(_, r)| r.is_some());
+        // Every block, drained or not (a stop may leave items unclaimed,
+        // which their claims drop here).
+        let mut shared_still = false;
+        for block in std::mem::take(&mut self.blocks) {
+            match Arc::try_unwrap(block) {
+                Ok(block) => {
+                    let outputs = panic::catch(|| block.claims.into_outputs()).ok().flatten();
+                    self.results.push((block.start, outputs));
+                }
+                // Cannot happen (the scope waited for every helper); kept
+                // incomplete rather than read while shared.
+                Err(_) => shared_still = true,
+            }
+        }
+        let complete =
+            self.input_ended && !shared_still && self.results.iter().all(|(_, r)| r.is_some());
         if !complete {
             panic::drop_quietly(self);
             return None;
