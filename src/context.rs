@@ -604,6 +604,34 @@ impl Context {
         WakerRegistration::Registered(links.insert(Listener::Waker(waker)))
     }
 
+    /// Unparks the calling thread when this context is done, until the
+    /// guard drops: for waits of ours that park (`Semaphore::acquire`,
+    /// `Singleflight::run`) and must end at a cancel or deadline.
+    pub(crate) fn unpark_when_done(&self) -> UnparkGuard<'_> {
+        use std::task::{Wake, Waker};
+
+        struct Unpark(crate::sync::thread::Thread);
+
+        impl Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+
+        let key = match self.inner {
+            // The background context is never done: nothing to register.
+            None => None,
+            Some(_) => {
+                let waker = Waker::from(Arc::new(Unpark(crate::sync::thread::current())));
+                match self.register_waker(&waker) {
+                    WakerRegistration::Registered(key) => Some(key),
+                    WakerRegistration::AlreadyDone | WakerRegistration::Never => None,
+                }
+            }
+        };
+        UnparkGuard { ctx: self, key }
+    }
+
     fn unregister_waker(&self, key: usize) {
         if let Some(inner) = &self.inner {
             let removed = inner.links().remove(key);
@@ -789,6 +817,20 @@ impl Drop for CancelGuard {
             // Cancelling wakes wakers, which run under `catch_unwind`: a
             // guard dropped during an unwind cannot panic a second time.
             ctx.cancel();
+        }
+    }
+}
+
+/// Unregisters the waker of `Context::unpark_when_done` when dropped.
+pub(crate) struct UnparkGuard<'a> {
+    ctx: &'a Context,
+    key: Option<usize>,
+}
+
+impl Drop for UnparkGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.ctx.unregister_waker(key);
         }
     }
 }

@@ -48,6 +48,10 @@ pub enum Error {
     ShutDown,
     /// A combinator that needs at least one job (`race`) was given none.
     NoJobs,
+    /// A request that can never be met, refused at once rather than waited
+    /// for (a [`Semaphore`](crate::Semaphore) asked for more permits than it
+    /// has). The text says which.
+    Invalid(&'static str),
 }
 
 impl Error {
@@ -104,6 +108,7 @@ impl fmt::Display for Error {
             Error::Spawn(e) => fmt::Display::fmt(e, f),
             Error::ShutDown => f.write_str("the pool is shut down and accepts no new work"),
             Error::NoJobs => f.write_str("no jobs were given"),
+            Error::Invalid(what) => write!(f, "invalid request: {what}"),
         }
     }
 }
@@ -129,7 +134,7 @@ impl From<PanicError> for Error {
 ///
 /// The kind is [`TimedOut`](std::io::ErrorKind::TimedOut) for
 /// [`Error::Timeout`], [`InvalidInput`](std::io::ErrorKind::InvalidInput)
-/// for [`Error::NoJobs`], the operating system's for [`Error::Spawn`], and
+/// for [`Error::NoJobs`] and [`Error::Invalid`], the operating system's for [`Error::Spawn`], and
 /// [`Other`](std::io::ErrorKind::Other) otherwise — not `Interrupted` for a
 /// cancellation, which std's I/O loops retry. The `Error` itself is kept as
 /// the source (`get_ref`, `into_inner`, `downcast`).
@@ -153,7 +158,7 @@ impl From<Error> for std::io::Error {
     fn from(e: Error) -> Self {
         let kind = match &e {
             Error::Timeout => std::io::ErrorKind::TimedOut,
-            Error::NoJobs => std::io::ErrorKind::InvalidInput,
+            Error::NoJobs | Error::Invalid(_) => std::io::ErrorKind::InvalidInput,
             Error::Spawn(s) => s.io_error().kind(),
             _ => std::io::ErrorKind::Other,
         };

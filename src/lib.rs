@@ -52,6 +52,8 @@
 //! | report a loop's progress | [`with_progress`] |
 //! | let work stop early | [`Context::current()`](Context::current)`.is_done()` inside it |
 //! | cancel everything started in a scope on leaving it | [`Context::cancel_on_drop`] (Go's `defer cancel()`) |
+//! | limit how many run a kind of work (connections, bytes), weighted | [`Semaphore`] |
+//! | share one call among concurrent callers of the same key | [`Singleflight`] |
 //! | wait for background work before exit | [`shutdown`] |
 //! | isolate a workload, set its limits | [`Pool::builder`], [`Pool::install`] |
 //!
@@ -101,6 +103,8 @@ mod progress;
 mod race;
 mod run;
 mod scope;
+mod semaphore;
+mod singleflight;
 mod stream;
 mod sync;
 mod task;
@@ -122,6 +126,8 @@ pub use run::{
     go, go_with_recover, run, run_with_context, run_with_timeout, shutdown, stats, task, try_go,
     TaskBuilder,
 };
+pub use semaphore::{Permit, Semaphore};
+pub use singleflight::Singleflight;
 pub use task::Task;
 
 /// The README's Rust examples, compiled and run with the doctests, so its

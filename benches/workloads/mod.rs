@@ -642,7 +642,8 @@ pub(crate) fn w7() -> Workload {
                 })
             }),
         ],
-        bars: vec![("rayon_par_bridge", 1.0)],
+        // No bar of issue #4: measured, not judged.
+        bars: vec![],
         samples: 10,
     }
 }
@@ -677,12 +678,122 @@ pub(crate) fn w7_blocking() -> Workload {
                 timed(move || (0..W7_BLOCKING_ITEMS).for_each(body))
             }),
         ],
-        bars: vec![("rayon_par_bridge_64_threads", 1.0)],
+        // No bar of issue #4: measured, not judged.
+        bars: vec![],
         samples: 10,
     }
 }
 
-/// Every workload, in issue #4's order, then the streaming loops'.
+/// A plain semaphore on a `Mutex` and a `Condvar`, the usual hand-written
+/// peer (not weighted-FIFO, not cancellable).
+struct CondvarSemaphore {
+    free: std::sync::Mutex<usize>,
+    changed: std::sync::Condvar,
+}
+
+impl CondvarSemaphore {
+    fn new(n: usize) -> Self {
+        CondvarSemaphore {
+            free: std::sync::Mutex::new(n),
+            changed: std::sync::Condvar::new(),
+        }
+    }
+    fn acquire(&self, n: usize) {
+        let mut free = self.free.lock().unwrap();
+        while *free < n {
+            free = self.changed.wait(free).unwrap();
+        }
+        *free -= n;
+    }
+    fn release(&self, n: usize) {
+        *self.free.lock().unwrap() += n;
+        self.changed.notify_all();
+    }
+}
+
+pub(crate) const S_OPS: u64 = 1_000;
+pub(crate) const S_THREADS: u64 = 8;
+
+/// S1: `Semaphore::acquire(1)` and its release, uncontended.
+pub(crate) fn s1() -> Workload {
+    Workload {
+        id: "s1_semaphore_uncontended",
+        title: "S1 semaphore acquire + release, uncontended (per pair)",
+        ops: S_OPS,
+        unit: Unit::Micros,
+        contenders: vec![
+            contender("velocity_async_semaphore", || {
+                let s = va::Semaphore::new(4);
+                timed(move || {
+                    for _ in 0..S_OPS {
+                        drop(black_box(s.acquire(1).unwrap()));
+                    }
+                })
+            }),
+            contender("mutex_condvar_semaphore", || {
+                let s = CondvarSemaphore::new(4);
+                timed(move || {
+                    for _ in 0..S_OPS {
+                        s.acquire(1);
+                        s.release(1);
+                    }
+                })
+            }),
+        ],
+        // No bar of issue #4: measured, not judged.
+        bars: vec![],
+        samples: 30,
+    }
+}
+
+/// S2: 8 threads each take and give back 1 of 2 permits 1,000 times.
+pub(crate) fn s2() -> Workload {
+    Workload {
+        id: "s2_semaphore_8_threads",
+        title: "S2 semaphore of 2 permits, 8 threads acquiring + releasing (per pair)",
+        ops: S_OPS * S_THREADS,
+        unit: Unit::Micros,
+        contenders: vec![
+            contender("velocity_async_semaphore", || {
+                let s = Arc::new(va::Semaphore::new(2));
+                timed(move || {
+                    std::thread::scope(|scope| {
+                        for _ in 0..S_THREADS {
+                            let s = &s;
+                            scope.spawn(move || {
+                                for _ in 0..S_OPS {
+                                    drop(black_box(s.acquire(1).unwrap()));
+                                }
+                            });
+                        }
+                    });
+                })
+            }),
+            contender("mutex_condvar_semaphore", || {
+                let s = Arc::new(CondvarSemaphore::new(2));
+                timed(move || {
+                    std::thread::scope(|scope| {
+                        for _ in 0..S_THREADS {
+                            let s = &s;
+                            scope.spawn(move || {
+                                for _ in 0..S_OPS {
+                                    s.acquire(1);
+                                    s.release(1);
+                                }
+                            });
+                        }
+                    });
+                })
+            }),
+        ],
+        // No bar of issue #4: measured, not judged.
+        bars: vec![],
+        samples: 20,
+    }
+}
+
+/// Every workload, in issue #4's order, then the streaming loops', then the
+/// semaphore's.
 pub(crate) fn all() -> Vec<Workload> {
     vec![
         w1(),
@@ -694,5 +805,7 @@ pub(crate) fn all() -> Vec<Workload> {
         w6(),
         w7(),
         w7_blocking(),
+        s1(),
+        s2(),
     ]
 }
