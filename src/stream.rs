@@ -541,9 +541,9 @@ impl<T, R> Block<T, R> {
     }
 }
 
-/// The feeder's slow path per item, taken when `attention` is set: wakes an
-/// idle helper, starts one if none is on its way, and clears the flag
-/// unless something is still due.
+/// The feeder's slow path per item, taken when `attention` is set: clears
+/// the flag first (a request that comes meanwhile sets it again), wakes an
+/// idle helper, and starts one if none is on its way.
 #[cold]
 fn attend<'scope, 'env, T, R, B>(
     shared: &'env Shared<'env, T, R, B>,
@@ -565,8 +565,8 @@ fn call_feeder<T, R, B>(shared: &Shared<'_, T, R, B>) {
     shared.attention.store(true, Ordering::SeqCst);
 }
 
-/// Starts a helper if an item waits, no started helper is on its way, and
-/// the limit allows.
+/// Starts a helper if no started helper is on its way and the limit allows
+/// (called when an item has just been placed, so one waits).
 #[inline]
 fn maybe_start_helper<'scope, 'env, T, R, B>(
     shared: &'env Shared<'env, T, R, B>,
