@@ -109,6 +109,11 @@ impl Wheel {
             } else {
                 Thread::Failed(Instant::now())
             };
+            if started {
+                // Entries added while it started did not notify it (it may
+                // already wait for a later one): it looks again.
+                self.changed.notify_one();
+            }
         }
         key
     }
