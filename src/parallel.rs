@@ -45,7 +45,7 @@ pub(crate) const DEFAULT_LIMIT: usize = 1024;
 pub(crate) const MAX_CHUNK: usize = 4096;
 /// Items faster than this are taken in growing chunks; slower ones one at a
 /// time.
-pub(crate) const FAST_ITEM: Duration = Duration::from_micros(20);
+const FAST_ITEM: Duration = Duration::from_micros(20);
 
 /// How a loop reacts to a panicking item.
 pub(crate) type PanicHook<'a> = &'a (dyn Fn(usize, &PanicError) + Sync);
@@ -234,17 +234,13 @@ where
         };
         let n = batch.len();
         let began = Instant::now();
-        run_batch(shared, batch);
+        run_batch(shared.opts, &shared.panic, 0, batch, |index, item| {
+            (shared.body)(index, item)
+        });
         if let Some(progress) = &shared.progress {
             progress.advance(n);
         }
-        // Grow the chunk while items are fast; back to one when they are slow.
-        // (Under loom the clock must not steer the model: one at a time.)
-        if !cfg!(velocity_loom) && began.elapsed() < FAST_ITEM * n as u32 {
-            chunk = (chunk * 2).min(MAX_CHUNK);
-        } else {
-            chunk = 1;
-        }
+        chunk = next_chunk(chunk, n, began.elapsed());
         // Near the end, at most half an equal share of what is left, so the
         // helpers run out of items together instead of one finishing a last
         // big chunk alone (OpenMP's "guided" schedule).
@@ -254,29 +250,39 @@ where
     }
 }
 
-/// Runs one claimed batch; a panicking item does not stop the rest.
-fn run_batch<T, R, B>(shared: &Shared<'_, T, R, B>, mut batch: Batch<'_, T, R>)
-where
-    B: Fn(usize, T) -> R + Sync,
-{
+/// Runs one claimed batch; a panicking item does not stop the rest. Panics
+/// are recorded in `first` at `offset` plus their index in the claims (the
+/// iterator engine's blocks start past 0).
+pub(crate) fn run_batch<T, R>(
+    opts: &Options<'_>,
+    first: &FirstPanic,
+    offset: usize,
+    mut batch: Batch<'_, T, R>,
+    body: impl Fn(usize, T) -> R,
+) {
     // One `catch_unwind` per batch, not per item: after a panic, the rest of
     // the batch is still in `batch` and runs next.
-    let go_on = || !stopped(shared);
+    let go_on = || !opts.stopped();
     loop {
-        let ran = panic::catch(|| batch.run(go_on, |index, item| (shared.body)(index, item)));
-        match ran {
+        match panic::catch(|| batch.run(go_on, &body)) {
             Ok(()) => return,
             Err(p) => {
                 let index = batch.unanswered().unwrap_or_else(|| batch.start());
-                record_panic(shared, index, p);
+                first.record(opts, offset + index, p);
             }
         }
     }
 }
 
-#[cold]
-fn record_panic<T, R, B>(shared: &Shared<'_, T, R, B>, index: usize, p: PanicError) {
-    shared.panic.record(shared.opts, index, p);
+/// The next chunk size after `n` items took `took`: doubled while items
+/// are fast, up to `MAX_CHUNK`; back to one when they are slow. (Under loom
+/// the clock must not steer the model: one at a time.)
+pub(crate) fn next_chunk(chunk: usize, n: usize, took: Duration) -> usize {
+    if !cfg!(velocity_loom) && took < FAST_ITEM * n as u32 {
+        (chunk * 2).min(MAX_CHUNK)
+    } else {
+        1
+    }
 }
 
 /// A loop call's own context, a child of the caller's: the context every

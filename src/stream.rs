@@ -49,10 +49,10 @@ use crossbeam_utils::CachePadded;
 
 use crate::error::Error;
 use crate::panic;
-use crate::parallel::{FirstPanic, Options, FAST_ITEM, MAX_CHUNK};
+use crate::parallel::{self, FirstPanic, Options, MAX_CHUNK};
 use crate::pool;
 use crate::progress::{self, Reporter};
-use crate::scope::{self, Batch, Claims, Join};
+use crate::scope::{self, Claims, Join};
 use crate::sync::{thread, AtomicBool, AtomicUsize, Condvar, Mutex};
 
 /// Beyond this many items running at once, more in flight buys nothing but
@@ -244,8 +244,7 @@ where
             *pending += 1;
             if *pending == *chunk {
                 progress.advance(*pending);
-                let fast = since.elapsed() < FAST_ITEM * *pending as u32;
-                *chunk = if fast { (*chunk * 2).min(MAX_CHUNK) } else { 1 };
+                *chunk = parallel::next_chunk(*chunk, *pending, since.elapsed());
                 (*pending, *since) = (0, Instant::now());
             }
         }
@@ -836,14 +835,10 @@ where
     let n = batch.len();
     before(waiting.saturating_sub(n));
     let began = Instant::now();
-    run_batch(shared, block.start, batch);
-    // Grow the chunk while items are fast; back to one when they are slow.
-    // (Under loom the clock must not steer the model: one at a time.)
-    if !cfg!(velocity_loom) && began.elapsed() < FAST_ITEM * n as u32 {
-        *chunk = (*chunk * 2).min(MAX_CHUNK);
-    } else {
-        *chunk = 1;
-    }
+    parallel::run_batch(shared.opts, &shared.panic, block.start, batch, |_, item| {
+        (shared.body)(item)
+    });
+    *chunk = parallel::next_chunk(*chunk, n, began.elapsed());
     drop(block);
     if let Some(progress) = &shared.progress {
         progress.advance(n);
@@ -858,26 +853,6 @@ where
         shared.wake_feeder.1.notify_one();
     }
     Took::Ran
-}
-
-/// Runs one claimed batch; a panicking item does not stop the rest.
-fn run_batch<T, R, B>(shared: &Shared<'_, T, R, B>, start: usize, mut batch: Batch<'_, T, R>)
-where
-    B: Fn(T) -> R + Sync,
-{
-    // One `catch_unwind` per batch, not per item: after a panic, the rest of
-    // the batch is still in `batch` and runs next.
-    let go_on = || !shared.opts.stopped();
-    loop {
-        let ran = panic::catch(|| batch.run(go_on, |_, item| (shared.body)(item)));
-        match ran {
-            Ok(()) => return,
-            Err(p) => {
-                let local = batch.unanswered().unwrap_or_else(|| batch.start());
-                shared.panic.record(shared.opts, start + local, p);
-            }
-        }
-    }
 }
 
 /// The blocks' results, in input order.
