@@ -5,7 +5,8 @@
 use std::sync::Mutex;
 
 use crate::context::Context;
-use crate::error::{Error, PanicError};
+use crate::error::Error;
+use crate::panic::PanicError;
 use crate::parallel::{self, Options};
 
 /// A set of jobs [`all`] can run: a tuple of 1 to 12 closures, a `Vec` of

@@ -4,7 +4,8 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::error::{Error, PanicError};
+use crate::error::Error;
+use crate::panic::PanicError;
 use crate::parallel::{self, Options};
 use crate::stream;
 use crate::sync::{AtomicBool, Mutex};

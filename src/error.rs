@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
+use crate::panic::PanicError;
+
 /// Why a [`Task`](crate::Task) or a combinator produced no value.
 ///
 /// Every outcome that is not a value is one of these variants, so
@@ -30,7 +32,7 @@ use std::sync::Arc;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// The work panicked; the payload's message is kept.
+    /// The work panicked; its message and payload are kept.
     Panic(PanicError),
     /// A deadline passed first: `run_with_timeout`, `race_with_timeout`, or a
     /// [`Context`](crate::Context) whose deadline expired.
@@ -165,71 +167,6 @@ impl From<Error> for std::io::Error {
         std::io::Error::new(kind, e)
     }
 }
-
-/// A panic recovered from user code.
-///
-/// Only the message is kept: the payload itself is dropped on the worker (a
-/// payload whose `Drop` panics is leaked instead, so nothing unwinds into the
-/// pool). A payload that is neither `&str` nor `String` gets the message
-/// `"Box<dyn Any>"`, as std's panic hook prints it.
-///
-/// # Example
-///
-/// ```
-/// use velocity_async as va;
-///
-/// let err = va::run(|| -> () { panic!("disk {} full", 3) }).get().unwrap_err();
-/// assert_eq!(err.as_panic().unwrap().message(), "disk 3 full");
-/// ```
-#[derive(Clone, Debug)]
-pub struct PanicError {
-    message: Arc<str>,
-    task: Option<Arc<str>>,
-}
-
-impl PanicError {
-    pub(crate) fn new(message: Arc<str>, task: Option<Arc<str>>) -> Self {
-        PanicError { message, task }
-    }
-
-    /// The name of the task that panicked, if it was given one with
-    /// [`task`](crate::task)`().name(…)`.
-    ///
-    /// ```
-    /// let err = velocity_async::task()
-    ///     .name("billing.charge")
-    ///     .run(|| -> u8 { panic!("card declined") })
-    ///     .get()
-    ///     .unwrap_err();
-    /// let p = err.as_panic().unwrap();
-    /// assert_eq!(p.task_name(), Some("billing.charge"));
-    /// assert_eq!(p.to_string(), "task 'billing.charge' panicked: card declined");
-    /// ```
-    pub fn task_name(&self) -> Option<&str> {
-        self.task.as_deref()
-    }
-
-    /// The panic's `&str` or `String` payload, verbatim.
-    ///
-    /// ```
-    /// let err = velocity_async::run(|| -> u8 { panic!("{} + {}", 1, 1) }).get().unwrap_err();
-    /// assert_eq!(err.as_panic().unwrap().message(), "1 + 1");
-    /// ```
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl fmt::Display for PanicError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.task {
-            Some(name) => write!(f, "task '{name}' panicked: {}", self.message),
-            None => write!(f, "task panicked: {}", self.message),
-        }
-    }
-}
-
-impl std::error::Error for PanicError {}
 
 /// The operating system refused to start a worker thread.
 ///

@@ -70,7 +70,7 @@
 //!
 //! # Errors
 //!
-//! Every failure is an [`Error`]: a panic ([`PanicError`], message kept), a
+//! Every failure is an [`Error`]: a panic ([`PanicError`]: message and payload kept), a
 //! timeout, a cancellation, a refused submission. Jobs of
 //! [`all_with_error`] and [`try_for_each`] return your own error type `E`,
 //! which needs `impl From<velocity_async::Error> for E` (a panic becomes
@@ -113,8 +113,8 @@ mod timer;
 pub use all::{all, all_n, all_settled, all_with_error, all_with_error_n, Jobs, TryJobs};
 pub use collections::{for_each, go_for_each, map, map_n, try_for_each};
 pub use context::{CancelGuard, Context, Done};
-pub use error::{Error, PanicError, SpawnError};
-pub use panic::set_panic_handler;
+pub use error::{Error, SpawnError};
+pub use panic::{set_panic_handler, PanicError};
 pub use pool::{
     Builder, Pool, RunningTask, ShutdownReport, Stats, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_THREADS,
 };

@@ -11,20 +11,22 @@
 //! to stderr as usual; these reports go to the application's logger, never a
 //! second copy to stderr.
 
-use crate::error::PanicError;
+use std::fmt::Display;
 
-/// Reports a recovered panic nobody installed a handler for.
-pub(crate) fn unhandled_panic(p: &PanicError) {
+/// Reports a recovered panic nobody installed a handler for: its message,
+/// its task's name, and its `Display` (the panic policy's type, passed in so
+/// this bottom layer imports nothing of the crate).
+pub(crate) fn unhandled_panic(message: &str, task: Option<&str>, p: &dyn Display) {
     #[cfg(feature = "log")]
     log::error!(target: "velocity_async", "recovered panic: {p}");
     #[cfg(feature = "tracing")]
     tracing::error!(
         target: "velocity_async",
-        message = %p.message(),
-        task = p.task_name().unwrap_or(""),
+        message = %message,
+        task = task.unwrap_or(""),
         "recovered panic"
     );
-    let _ = p;
+    let _ = (message, task, p);
 }
 
 /// The span a job runs in (`kind`: `task` or `go`; `name`: the task's name,

@@ -4,9 +4,10 @@
 //!   collected, `go_with_recover` callbacks) runs under [`catch`] or
 //!   [`drop_quietly`]: a worker never unwinds because of user code.
 //! * A recovered panic becomes a [`PanicError`] that keeps the payload's
-//!   message. The payload is dropped here; if *its* `Drop` panics, that panic
-//!   is reported too and its payload leaked (`mem::forget`) rather than risk
-//!   an endless chain.
+//!   message and the payload itself (for [`PanicError::into_panic`]). The
+//!   payload is dropped with the last clone of its error, under
+//!   `catch_unwind`; if *its* `Drop` panics, that panic is reported too and
+//!   its payload leaked (`mem::forget`) rather than risk an endless chain.
 //! * Every recovered panic is shown once to the process-wide handler installed
 //!   with [`set_panic_handler`], and, where there is one, delivered to the task
 //!   that owns it (API contract: "the handler sees every panic the crate
@@ -22,10 +23,146 @@
 //! aborts the process, as it would without this crate.
 
 use std::any::Any;
+use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-use crate::error::PanicError;
+/// A panic recovered from user code.
+///
+/// It keeps the panic's message ([`message`](PanicError::message): a `&str`
+/// or `String` payload verbatim, `"Box<dyn Any>"` for any other payload, as
+/// std's panic hook prints it), the task's name if it had one, and the
+/// payload itself, which [`into_panic`](PanicError::into_panic) hands back.
+///
+/// # Clones
+///
+/// `Error` and `PanicError` are `Clone` (a [`Singleflight`](crate::Singleflight)
+/// hands one panic to every caller). Clones share one payload: the first
+/// `into_panic` among them takes it, every later one gets a `String` of the
+/// message instead. The payload is dropped with the last clone; if its `Drop`
+/// panics, that panic is caught and reported to the panic handler, never
+/// propagated.
+///
+/// # Example
+///
+/// ```
+/// use velocity_async as va;
+///
+/// let err = va::run(|| -> () { panic!("disk {} full", 3) }).get().unwrap_err();
+/// assert_eq!(err.as_panic().unwrap().message(), "disk 3 full");
+/// ```
+#[derive(Clone)]
+pub struct PanicError {
+    message: Arc<str>,
+    task: Option<Arc<str>>,
+    payload: Arc<Payload>,
+}
+
+/// The payload of a recovered panic, shared by the clones of its error.
+/// A std `Mutex` (also under loom): errors outlive any one model execution,
+/// and it is taken only by `into_panic` and the last clone's drop.
+struct Payload(Mutex<Option<Box<dyn Any + Send>>>);
+
+impl Payload {
+    fn take(&self) -> Option<Box<dyn Any + Send>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        if let Some(payload) = self.0.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            drop_payload(payload);
+        }
+    }
+}
+
+impl PanicError {
+    fn new(
+        message: Arc<str>,
+        task: Option<Arc<str>>,
+        payload: Option<Box<dyn Any + Send>>,
+    ) -> Self {
+        PanicError {
+            message,
+            task,
+            payload: Arc::new(Payload(Mutex::new(payload))),
+        }
+    }
+
+    /// The name of the task that panicked, if it was given one with
+    /// [`task`](crate::task)`().name(…)`.
+    ///
+    /// ```
+    /// let err = velocity_async::task()
+    ///     .name("billing.charge")
+    ///     .run(|| -> u8 { panic!("card declined") })
+    ///     .get()
+    ///     .unwrap_err();
+    /// let p = err.as_panic().unwrap();
+    /// assert_eq!(p.task_name(), Some("billing.charge"));
+    /// assert_eq!(p.to_string(), "task 'billing.charge' panicked: card declined");
+    /// ```
+    pub fn task_name(&self) -> Option<&str> {
+        self.task.as_deref()
+    }
+
+    /// The panic's `&str` or `String` payload, verbatim.
+    ///
+    /// ```
+    /// let err = velocity_async::run(|| -> u8 { panic!("{} + {}", 1, 1) }).get().unwrap_err();
+    /// assert_eq!(err.as_panic().unwrap().message(), "1 + 1");
+    /// ```
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The original payload, as `catch_unwind` caught it: rethrow it with
+    /// [`std::panic::resume_unwind`], or downcast it back to what was given
+    /// to [`std::panic::panic_any`].
+    ///
+    /// Clones of one error share the payload (see the type's docs): if a
+    /// clone already took it, this returns the message as a `String`.
+    ///
+    /// ```
+    /// #[derive(Debug, PartialEq)]
+    /// struct Declined(u32);
+    ///
+    /// let err = velocity_async::run(|| -> () { std::panic::panic_any(Declined(402)) })
+    ///     .get()
+    ///     .unwrap_err();
+    /// let velocity_async::Error::Panic(p) = err else { unreachable!() };
+    /// assert_eq!(p.message(), "Box<dyn Any>");
+    /// let payload = p.into_panic();
+    /// assert_eq!(payload.downcast_ref::<Declined>(), Some(&Declined(402)));
+    /// ```
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        match self.payload.take() {
+            Some(payload) => payload,
+            None => Box::new(self.message.to_string()),
+        }
+    }
+}
+
+impl fmt::Debug for PanicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PanicError")
+            .field("message", &self.message)
+            .field("task", &self.task)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for PanicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.task {
+            Some(name) => write!(f, "task '{name}' panicked: {}", self.message),
+            None => write!(f, "task panicked: {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for PanicError {}
 
 type Handler = Arc<dyn Fn(&PanicError) + Send + Sync + 'static>;
 
@@ -89,9 +226,9 @@ pub(crate) fn report(p: &PanicError) {
         }
         // A `log`/`tracing` subscriber is user code too.
         None => {
-            if let Err(payload) =
-                catch_unwind(AssertUnwindSafe(|| crate::observe::unhandled_panic(p)))
-            {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
+                crate::observe::unhandled_panic(p.message(), p.task_name(), p)
+            })) {
                 drop_payload(payload);
             }
         }
@@ -121,7 +258,7 @@ pub(crate) fn catch_in<R>(task: Option<&Arc<str>>, f: impl FnOnce() -> R) -> Res
     }
 }
 
-/// Turns a caught payload into a reported [`PanicError`] and drops the payload.
+/// Turns a caught payload into a reported [`PanicError`] that keeps it.
 #[cold]
 pub(crate) fn recover(payload: Box<dyn Any + Send>) -> PanicError {
     recover_in(None, payload)
@@ -129,9 +266,8 @@ pub(crate) fn recover(payload: Box<dyn Any + Send>) -> PanicError {
 
 #[cold]
 fn recover_in(task: Option<&Arc<str>>, payload: Box<dyn Any + Send>) -> PanicError {
-    let p = PanicError::new(payload_message(&*payload), task.cloned());
+    let p = PanicError::new(payload_message(&*payload), task.cloned(), Some(payload));
     report(&p);
-    drop_payload(payload);
     p
 }
 
@@ -152,7 +288,7 @@ fn drop_payload(payload: Box<dyn Any + Send>) {
     if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
         let message = payload_message(&*again);
         std::mem::forget(again);
-        report(&PanicError::new(message, None));
+        report(&PanicError::new(message, None, None));
     }
 }
 

@@ -31,8 +31,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::context::Context;
-use crate::error::{Error, PanicError};
+use crate::error::Error;
 use crate::panic;
+use crate::panic::PanicError;
 use crate::pool;
 use crate::progress::{self, Reporter};
 use crate::scope::{self, Batch, Claims, Join};

@@ -17,8 +17,9 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::context::{CancelHook, Context, Reason};
-use crate::error::{Error, PanicError};
+use crate::error::Error;
 use crate::panic;
+use crate::panic::PanicError;
 use crate::pool::{self, Job, Shared, Wake};
 use crate::sync::{AtomicUsize, Mutex};
 use crate::task::{Slot, Task, TaskCore};

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::context::Context;
-use crate::error::{Error, PanicError};
+use crate::error::Error;
 use crate::panic;
+use crate::panic::PanicError;
 use crate::pool::{self, Job, Pool, Shared, ShutdownReport, Stats, Wake};
 use crate::task::{Task, TaskCell};
 

@@ -114,6 +114,12 @@ fn a_panicking_payload_drop_is_contained() {
             .get()
             .unwrap_err();
         assert!(err.is_panic());
+        // The payload is kept for `into_panic` until the last clone of the
+        // error goes; its panicking `Drop` then runs, caught and reported.
+        let clone = err.clone();
+        drop(err);
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        drop(clone);
         assert_eq!(drops.load(Ordering::SeqCst), 1);
         assert_eq!(va::run(|| 1).get().unwrap(), 1);
     });

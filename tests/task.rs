@@ -10,6 +10,56 @@ use common::{block_on, within, DropCounter, Gate, PanicOnDrop};
 use velocity_async as va;
 
 #[test]
+fn into_panic_hands_back_the_original_payload() {
+    within(60, || {
+        #[derive(Debug, PartialEq)]
+        struct Declined(u32);
+        let err = va::run(|| -> () { std::panic::panic_any(Declined(402)) })
+            .get()
+            .unwrap_err();
+        let va::Error::Panic(p) = err else {
+            panic!("not a panic: {err:?}")
+        };
+        assert_eq!(p.message(), "Box<dyn Any>");
+        let payload = p.into_panic();
+        assert_eq!(payload.downcast_ref::<Declined>(), Some(&Declined(402)));
+
+        // `resume_unwind` rethrows it; a second catch sees the same payload.
+        let disk = std::hint::black_box(3);
+        let err = va::run(move || -> () { panic!("disk {disk} full") })
+            .get()
+            .unwrap_err();
+        let payload = err.as_panic().unwrap().clone().into_panic();
+        let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::panic::resume_unwind(payload)
+        }))
+        .unwrap_err();
+        assert_eq!(
+            again.downcast_ref::<String>().map(String::as_str),
+            Some("disk 3 full")
+        );
+
+        // Clones share the payload: the first to ask takes it, the others
+        // get the message as a `String`.
+        let err = va::run(|| -> () { std::panic::panic_any(7u32) })
+            .get()
+            .unwrap_err();
+        let (a, b) = (
+            err.as_panic().unwrap().clone(),
+            err.as_panic().unwrap().clone(),
+        );
+        assert_eq!(a.into_panic().downcast_ref::<u32>(), Some(&7));
+        let b = b.into_panic();
+        assert_eq!(
+            b.downcast_ref::<String>().map(String::as_str),
+            Some("Box<dyn Any>")
+        );
+        // The error itself is unchanged by it.
+        assert_eq!(err.as_panic().unwrap().message(), "Box<dyn Any>");
+    });
+}
+
+#[test]
 fn get_returns_the_value() {
     within(60, || {
         let v = va::run(|| vec![1, 2, 3]).get().unwrap();
