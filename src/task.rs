@@ -424,11 +424,13 @@ where
 ///
 /// # Waiting runs unstarted work
 ///
-/// A worker of the pool that waits on a task of its pool that has not
-/// started yet runs it itself, as `rayon::join` does, unless its context can
-/// be cancelled from outside (a timeout, a user context, a combinator): such
-/// a wait must return the moment the context is done, so it never runs the
-/// job inline. Instead, a worker blocked in a wait lends its slot: the pool
+/// A worker of the pool that [`get`](Task::get)s a task of its pool that
+/// has not started yet runs it itself, as `rayon::join` does, unless its
+/// context can be cancelled from outside (a timeout, a user context, a
+/// combinator): such a wait must return the moment the context is done, so
+/// it never runs the job inline. Nor do the waits on a shared handle
+/// ([`wait`](Task::wait) and its timed kin), which a
+/// [`cancel`](Task::cancel) from another thread must end at once. Instead, a worker blocked in a wait lends its slot: the pool
 /// may start a thread beyond `max_threads` for the work it waits for, so a
 /// nested wait neither deadlocks at the cap nor outlives its deadline.
 /// Unrelated queued work is never run while waiting.
@@ -528,7 +530,9 @@ impl<T> Task<T> {
     /// assert!(err.is_panic());
     /// ```
     pub fn get(self) -> Result<T, Error> {
-        self.wait();
+        // Owned: no other thread holds this handle, so no `cancel` can
+        // expect this wait to end while the job runs inline here.
+        self.wait_until(None, true);
         match self.core.slot().take() {
             Some(r) => r,
             // Unreachable: `wait` returns only once the outcome is set, and
@@ -597,8 +601,9 @@ impl<T> Task<T> {
 
     /// Blocks until the outcome is known, keeping the handle.
     ///
-    /// If the job has not started and nothing but the job itself can cancel
-    /// it, this thread runs it (see the type's docs).
+    /// Unlike [`get`](Task::get), it never runs the job on this thread: a
+    /// shared handle may be [`cancel`](Task::cancel)led by another thread,
+    /// and this wait must then end at once.
     ///
     /// # Example
     ///
@@ -608,7 +613,7 @@ impl<T> Task<T> {
     /// assert_eq!(task.get().unwrap(), "done");
     /// ```
     pub fn wait(&self) {
-        self.wait_until(None);
+        self.wait_until(None, false);
     }
 
     /// Blocks until the outcome is known or `d` has passed; true if it is
@@ -625,7 +630,7 @@ impl<T> Task<T> {
     /// assert!(task.wait_timeout(Duration::from_secs(60)));
     /// ```
     pub fn wait_timeout(&self, d: Duration) -> bool {
-        self.wait_until(Instant::now().checked_add(d))
+        self.wait_until(Instant::now().checked_add(d), false)
     }
 
     /// Like [`wait_timeout`](Task::wait_timeout), with an instant.
@@ -638,16 +643,57 @@ impl<T> Task<T> {
     /// assert!(task.wait_deadline(Instant::now() + Duration::from_secs(60)));
     /// ```
     pub fn wait_deadline(&self, deadline: Instant) -> bool {
-        self.wait_until(Some(deadline))
+        self.wait_until(Some(deadline), false)
     }
 
-    fn wait_until(&self, until: Option<Instant>) -> bool {
+    /// Cancels the task: resolves it with [`Error::Cancelled`] at once,
+    /// unless its outcome is already known, and cancels the work's
+    /// [`Context`] (what it sees as [`Context::current`]), so work that
+    /// checks it can stop.
+    ///
+    /// The work itself cannot be killed: if it has started, it runs on
+    /// until it returns or notices its context, is counted in
+    /// [`Stats::abandoned`](crate::Stats::abandoned) meanwhile, and its late
+    /// value is dropped. If it has not started, it is never called. A task
+    /// that already finished keeps its outcome: a later `get` still returns
+    /// its value. Cancelling twice, or a task decided at submission (refused
+    /// by the pool), does nothing.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use velocity_async as va;
+    ///
+    /// let task = va::run(|| {
+    ///     va::Context::current().wait(); // work that stops when told
+    ///     "stopped"
+    /// });
+    /// task.cancel();
+    /// assert!(task.ready());
+    /// assert!(task.get().unwrap_err().is_cancelled());
+    ///
+    /// let done = va::run(|| 7);
+    /// done.wait();
+    /// done.cancel();
+    /// assert_eq!(done.get().unwrap(), 7);
+    /// ```
+    pub fn cancel(&self) {
+        if let Some(ctx) = self.core.context() {
+            ctx.cancel();
+        }
+    }
+
+    /// Waits until the outcome is known or `until`; true if it is known.
+    /// `inline`: the caller owns the handle, so this thread may run the job
+    /// itself (see the type's docs).
+    fn wait_until(&self, until: Option<Instant>, inline: bool) -> bool {
         let slot = self.core.slot();
         if self.kind() != PENDING {
             return true;
         }
         let external = self.core.context().is_some_and(Context::is_external);
-        if !external
+        if inline
+            && !external
             && self.core.pool().is_some_and(|p| p.is_own_worker())
             && self.core.run_inline()
         {

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -321,5 +322,131 @@ fn debug_shows_the_state() {
         assert!(format!("{task:?}").contains("value"));
         let task = va::run_with_timeout(Duration::ZERO, || 1);
         assert!(format!("{task:?}").contains("timed out"));
+    });
+}
+
+#[test]
+fn cancel_resolves_a_running_task_at_once_and_tells_the_work() {
+    within(60, || {
+        let (saw_tx, saw_rx) = mpsc::channel();
+        let started = Gate::new();
+        let s = started.clone();
+        let task = va::run(move || {
+            s.open();
+            va::Context::current().wait();
+            let _ = saw_tx.send(va::Context::current().error());
+            "late"
+        });
+        started.wait();
+        assert!(!task.ready());
+        task.cancel();
+        assert!(task.ready(), "cancel resolves the task before it returns");
+        task.cancel(); // twice: nothing more happens
+        assert!(task.get().unwrap_err().is_cancelled());
+        let seen = saw_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert!(
+            seen.unwrap().is_cancelled(),
+            "the work's context is cancelled"
+        );
+    });
+}
+
+#[test]
+fn cancel_of_a_queued_task_never_calls_it_and_drops_it_once() {
+    within(60, || {
+        let pool = va::Pool::builder().max_threads(1).build();
+        let gate = Gate::new();
+        let g = gate.clone();
+        let blocker = pool.run(move || g.wait());
+        let called = Arc::new(AtomicUsize::new(0));
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (c, d) = (called.clone(), DropCounter(drops.clone()));
+        let queued = pool.run(move || {
+            let _d = &d;
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+        queued.cancel();
+        assert!(queued.ready());
+        gate.open();
+        blocker.get().unwrap();
+        assert!(queued.get().unwrap_err().is_cancelled());
+        pool.shutdown(Duration::from_secs(30));
+        assert_eq!(called.load(Ordering::SeqCst), 0);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn cancel_after_the_value_keeps_the_value_and_of_a_refused_task_keeps_its_error() {
+    within(60, || {
+        let task = va::run(|| 5);
+        task.wait();
+        task.cancel();
+        assert!(!task.timed_out());
+        assert_eq!(task.get().unwrap(), 5);
+
+        let pool = va::Pool::builder().build();
+        pool.shutdown(Duration::from_secs(30));
+        let refused = pool.run(|| 1);
+        refused.cancel();
+        assert!(matches!(refused.get(), Err(va::Error::ShutDown)));
+
+        let timed = va::run_with_timeout(Duration::ZERO, || 1);
+        timed.cancel();
+        assert!(timed.get().unwrap_err().is_timeout());
+    });
+}
+
+#[test]
+fn a_wait_on_a_shared_handle_ends_at_a_cancel_from_another_thread() {
+    // A worker waiting with `wait(&self)` must not run the queued job
+    // inline: a cancel from another thread must end that wait at once,
+    // which a job running on the waiter itself (here: until the gate
+    // opens) could not.
+    within(60, || {
+        let pool = va::Pool::builder().max_threads(1).build();
+        let gate = Gate::new();
+        let (handle_tx, handle_rx) = mpsc::channel::<Arc<va::Task<()>>>();
+        let (p, g) = (pool.clone(), gate.clone());
+        let outer = pool.run(move || {
+            let g = g.clone();
+            let inner = Arc::new(p.run(move || g.wait()));
+            handle_tx.send(inner.clone()).unwrap();
+            inner.wait();
+            inner.ready()
+        });
+        let inner = handle_rx.recv().unwrap();
+        inner.cancel();
+        assert!(
+            outer.wait_timeout(Duration::from_secs(20)),
+            "the waiting worker ran the job inline"
+        );
+        gate.open();
+        assert!(outer.get().unwrap());
+        pool.shutdown(Duration::from_secs(30));
+    });
+}
+
+#[test]
+fn cancel_wakes_a_registered_waker() {
+    within(60, || {
+        use std::task::{Context, Poll, Wake, Waker};
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut task = va::run(|| va::Context::current().wait());
+        assert!(std::pin::Pin::new(&mut task).poll(&mut cx).is_pending());
+        task.cancel();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "the waker was woken");
+        match std::pin::Pin::new(&mut task).poll(&mut cx) {
+            Poll::Ready(r) => assert!(r.unwrap_err().is_cancelled()),
+            Poll::Pending => panic!("still pending after cancel"),
+        }
     });
 }
