@@ -2,9 +2,7 @@
 //! forms. Jobs are a tuple of 1 to 12 closures (a typed tuple comes back), a
 //! `Vec<F>` (a `Vec<T>` in input order) or an array `[F; N]` (`[T; N]`).
 
-use std::sync::Mutex;
-
-use crate::context::Context;
+use crate::context::{Context, FirstError};
 use crate::error::Error;
 use crate::panic::PanicError;
 use crate::parallel::{self, Options};
@@ -87,38 +85,6 @@ fn run_boxed(
     parallel::run(jobs, &opts, &|_, job: Box<dyn FnOnce() + Send + '_>| job()).map(|_| ())
 }
 
-/// Records the first failure (in time) of an `all_with_error` call and
-/// cancels the call's context, so the siblings can stop early.
-struct FirstError<'a, E> {
-    first: Mutex<Option<E>>,
-    ctx: &'a Context,
-}
-
-impl<'a, E: From<Error>> FirstError<'a, E> {
-    fn new(ctx: &'a Context) -> Self {
-        FirstError {
-            first: Mutex::new(None),
-            ctx,
-        }
-    }
-
-    fn fail(&self, e: E) {
-        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
-        if first.is_none() {
-            *first = Some(e);
-            drop(first);
-            self.ctx.cancel();
-        } else {
-            drop(first);
-            crate::panic::drop_quietly(e);
-        }
-    }
-
-    fn take(self) -> Option<E> {
-        self.first.into_inner().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 impl<F, T> sealed::Sealed for Vec<F> where F: FnOnce() -> T + Send {}
 
 impl<F, T> Jobs for Vec<F>
@@ -169,8 +135,9 @@ where
 
     fn run_try_all(self, limit: usize) -> Result<Vec<T>, E> {
         let ctx = parallel::call_context();
-        let errors = FirstError::new(&ctx);
-        let on_panic = |_: usize, p: &PanicError| errors.fail(E::from(Error::Panic(p.clone())));
+        let errors = FirstError::new();
+        let on_panic =
+            |_: usize, p: &PanicError| errors.fail(&ctx, E::from(Error::Panic(p.clone())));
         let opts = Options {
             on_panic: Some(&on_panic),
             ..Options::new(limit, &ctx)
@@ -178,7 +145,7 @@ where
         let values = parallel::run(self, &opts, &|_, f: F| match f() {
             Ok(v) => Some(v),
             Err(e) => {
-                errors.fail(e);
+                errors.fail(&ctx, e);
                 None
             }
         });
@@ -291,23 +258,23 @@ macro_rules! tuple_jobs {
 
             fn run_try_all(self, limit: usize) -> Result<Self::Output, E> {
                 let ctx = parallel::call_context();
-                let errors = FirstError::new(&ctx);
+                let errors = FirstError::new();
                 $(let mut $slot: Option<$t> = None;)+
                 let ended;
                 {
                     $(let $slot = &mut $slot;)+
-                    let errors = &errors;
+                    let (errors, ctx) = (&errors, &ctx);
                     let jobs: Vec<Box<dyn FnOnce() + Send + '_>> = vec![
                         $({
                             let f = self.$idx;
                             Box::new(move || match f() {
                                 Ok(v) => *$slot = Some(v),
-                                Err(e) => errors.fail(e),
+                                Err(e) => errors.fail(ctx, e),
                             })
                         },)+
                     ];
-                    let on_panic = |_: usize, p: &PanicError| errors.fail(E::from(Error::Panic(p.clone())));
-                    ended = run_boxed(jobs, limit, &ctx, Some(&on_panic)).err();
+                    let on_panic = |_: usize, p: &PanicError| errors.fail(ctx, E::from(Error::Panic(p.clone())));
+                    ended = run_boxed(jobs, limit, ctx, Some(&on_panic)).err();
                 }
                 if let Some(e) = errors.take().or_else(|| ended.map(E::from)) {
                     $(crate::panic::drop_quietly($slot);)+

@@ -10,6 +10,35 @@ use crate::error::Error;
 use crate::sync::{AtomicU8, Condvar, Mutex, MutexGuard};
 use crate::timer::{self, TimerKey};
 
+/// The first failure (in time) of a call whose failures cancel its
+/// context (`all_with_error`, `group`): the first is kept and cancels the
+/// context, so the siblings can stop early; later ones are dropped.
+pub(crate) struct FirstError<E>(Mutex<Option<E>>);
+
+impl<E> FirstError<E> {
+    pub(crate) fn new() -> Self {
+        FirstError(Mutex::new(None))
+    }
+
+    /// Records `e` if it is the first, then cancels `ctx`; else drops it
+    /// (its `Drop` is user code: never under the lock, never unwinding).
+    pub(crate) fn fail(&self, ctx: &Context, e: E) {
+        let mut first = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(e);
+            drop(first);
+            ctx.cancel();
+        } else {
+            drop(first);
+            crate::panic::drop_quietly(e);
+        }
+    }
+
+    pub(crate) fn take(&self) -> Option<E> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 /// Why a context is done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Reason {

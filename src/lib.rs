@@ -93,6 +93,7 @@ mod collections;
 mod compile_fail;
 mod context;
 mod error;
+mod group;
 #[cfg(all(test, velocity_loom))]
 mod loom_models;
 mod observe;
@@ -103,6 +104,7 @@ mod progress;
 mod race;
 mod run;
 mod scope;
+mod scoped;
 mod semaphore;
 mod singleflight;
 mod stream;
@@ -114,6 +116,7 @@ pub use all::{all, all_n, all_settled, all_with_error, all_with_error_n, Jobs, T
 pub use collections::{for_each, go_for_each, map, map_n, try_for_each};
 pub use context::{CancelGuard, Context, Done};
 pub use error::{Error, SpawnError};
+pub use group::{group, group_n, Group};
 pub use panic::{set_panic_handler, PanicError};
 pub use pool::{
     Builder, Pool, RunningTask, ShutdownReport, Stats, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_THREADS,
@@ -126,6 +129,7 @@ pub use run::{
     go, go_with_recover, run, run_with_context, run_with_timeout, shutdown, stats, task, try_go,
     TaskBuilder,
 };
+pub use scoped::{scope, Scope, ScopedTask};
 pub use semaphore::{Permit, Semaphore};
 pub use singleflight::Singleflight;
 pub use task::Task;

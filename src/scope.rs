@@ -32,8 +32,11 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
+use crate::context::{Context, FirstError};
 use crate::error::Error;
+use crate::panic::PanicError;
 use crate::pool::{BlockedGuard, Job, Shared, Wake};
+use crate::semaphore::Semaphore;
 use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex};
 use crate::task::{spin_until, Runnable, WAIT_SPIN};
 
@@ -87,7 +90,7 @@ impl Latch {
 type Erased = Box<dyn FnOnce() + Send + 'static>;
 
 /// A queued job whose closure borrows from a [`scope`].
-struct ScopedJob {
+pub(crate) struct ScopedJob {
     /// The scope's id (`Runnable::scope_id`).
     scope_id: u64,
     /// ORDERING: the claim is a swap; whoever turns it true runs the closure.
@@ -99,7 +102,7 @@ struct ScopedJob {
 
 impl ScopedJob {
     /// Runs the closure if nobody claimed it yet; true if this call ran it.
-    fn try_run(&self) -> bool {
+    pub(crate) fn try_run(&self) -> bool {
         if self.claimed.swap(true, Ordering::AcqRel) {
             return false;
         }
@@ -137,24 +140,61 @@ impl Runnable for ScopedJob {
     }
 }
 
+/// The jobs a scope handed out, for its owner to run those nobody started.
+struct Handed {
+    jobs: Vec<Arc<ScopedJob>>,
+    /// When `jobs` reaches this length, the claimed ones are dropped from it,
+    /// so a scope that spawns millions of jobs keeps only those in the queue.
+    prune_at: usize,
+}
+
 /// Hands out jobs that may borrow anything outliving `'scope`.
 pub(crate) struct Join<'scope, 'env: 'scope> {
     shared: Arc<Shared>,
     /// Unique per scope, never 0 (`Runnable::scope_id`).
     id: u64,
     latch: Arc<Latch>,
-    jobs: Mutex<Vec<Arc<ScopedJob>>>,
+    handed: Mutex<Handed>,
     /// Invariant in `'scope` and `'env`, as in `std::thread::Scope`.
     scope: PhantomData<&'scope mut &'scope ()>,
     env: PhantomData<&'env mut &'env ()>,
 }
 
 impl<'scope> Join<'scope, '_> {
-    /// Queues `f` on the pool. `f` must not unwind: callers wrap user code in
+    /// Made only here, by the functions that also wait it out.
+    fn new(shared: Arc<Shared>) -> Self {
+        // A process-wide count (std's atomic: loom objects cannot outlive one
+        // execution); 2^64 scopes do not wrap in practice.
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Join {
+            shared,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            latch: Arc::new(Latch::new()),
+            handed: Mutex::new(Handed {
+                jobs: Vec::new(),
+                prune_at: 64,
+            }),
+            scope: PhantomData,
+            env: PhantomData,
+        }
+    }
+
+    /// Queues `f` on the pool as a loop helper: optional parallelism
+    /// (`Wake::Elastic`), promoted to eager by the monitor if its loop
+    /// blocks. `f` must not unwind: callers wrap user code in
     /// `panic::catch` (a panic escaping here would still be caught by
     /// `catch_unwind` below on the caller's side, but on a worker it is the
     /// closure's own contract).
     pub(crate) fn spawn<F>(&'scope self, f: F)
+    where
+        F: FnOnce() + Send + 'scope,
+    {
+        self.spawn_with(Wake::Elastic, f);
+    }
+
+    /// Queues `f` on the pool, woken as `wake` says; the job is returned so
+    /// a joiner can run it if nobody has started it.
+    pub(crate) fn spawn_with<F>(&'scope self, wake: Wake, f: F) -> Arc<ScopedJob>
     where
         F: FnOnce() + Send + 'scope,
     {
@@ -166,9 +206,11 @@ impl<'scope> Join<'scope, '_> {
         });
         // SAFETY: only the lifetime changes (`'scope` to `'static`); the
         // layout of the box is the same. The box is called or dropped before
-        // the latch is counted down (`ScopedJob::try_run`), and `scope` does
-        // not return before the latch reads zero (see the module docs), so the
-        // closure never runs or drops after `'scope` ends.
+        // the latch is counted down (`ScopedJob::try_run`), and no `Join`
+        // outlives the wait for its latch to read zero (`Join::new` is
+        // called only by `scope`, `open_scope` and `open_group`, which wait
+        // before they return; see the module docs), so the closure never
+        // runs or drops after `'scope` ends.
         let f: Erased =
             unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + 'scope>, Erased>(f) };
         self.latch.count_up();
@@ -179,15 +221,18 @@ impl<'scope> Join<'scope, '_> {
             latch: self.latch.clone(),
             shared: self.shared.clone(),
         });
-        self.jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(job.clone());
-        // A loop helper: optional parallelism (`Wake::Elastic`), promoted to
-        // eager by the monitor if its loop blocks.
-        if let Err(job) = self.shared.submit(Job::Task(job), Wake::Elastic) {
-            job.refuse(Error::ShutDown);
+        {
+            let mut handed = self.handed.lock().unwrap_or_else(|e| e.into_inner());
+            if handed.jobs.len() >= handed.prune_at {
+                handed.jobs.retain(|j| !j.claimed.load(Ordering::Acquire));
+                handed.prune_at = (handed.jobs.len() * 2).max(64);
+            }
+            handed.jobs.push(job.clone());
         }
+        if let Err(refused) = self.shared.submit(Job::Task(job.clone()), wake) {
+            refused.refuse(Error::ShutDown);
+        }
+        job
     }
 
     /// This scope's id (`Runnable::scope_id`).
@@ -195,21 +240,33 @@ impl<'scope> Join<'scope, '_> {
         self.id
     }
 
-    /// Runs, on this thread, every job nobody has started yet.
+    /// Runs, on this thread, every job nobody has started yet (also those
+    /// the jobs it runs spawn).
     pub(crate) fn run_unstarted(&self) {
         loop {
-            let next = {
-                let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-                jobs.iter()
-                    .find(|j| !j.claimed.load(Ordering::Acquire))
-                    .cloned()
-            };
-            match next {
-                Some(job) => {
-                    job.try_run();
-                }
-                None => return,
+            let jobs =
+                std::mem::take(&mut self.handed.lock().unwrap_or_else(|e| e.into_inner()).jobs);
+            if jobs.is_empty() {
+                return;
             }
+            for job in jobs {
+                job.try_run();
+            }
+        }
+    }
+
+    /// Waits until every job handed out has finished and been dropped. Jobs
+    /// nobody started run on this thread. If waiting fails (it cannot, short
+    /// of a bug), the process aborts rather than let a job outlive its
+    /// borrows.
+    fn wait_out(&self) {
+        let waited = catch_unwind(AssertUnwindSafe(|| {
+            self.run_unstarted();
+            self.latch.wait();
+        }));
+        if waited.is_err() || !self.latch.is_zero() {
+            // Returning now could let a job outlive its borrow.
+            std::process::abort();
         }
     }
 }
@@ -221,31 +278,97 @@ pub(crate) fn scope<'env, R>(
     shared: Arc<Shared>,
     f: impl for<'scope> FnOnce(&'scope Join<'scope, 'env>) -> R,
 ) -> R {
-    // A process-wide count (std's atomic: loom objects cannot outlive one
-    // execution); 2^64 scopes do not wrap in practice.
-    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let join = Join {
-        shared,
-        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-        latch: Arc::new(Latch::new()),
-        jobs: Mutex::new(Vec::new()),
-        scope: PhantomData,
-        env: PhantomData,
-    };
+    let join = Join::new(shared);
     let result = catch_unwind(AssertUnwindSafe(|| f(&join)));
     // Jobs may still be queued or running; they borrow what `'scope` covers.
-    let waited = catch_unwind(AssertUnwindSafe(|| {
-        join.run_unstarted();
-        join.latch.wait();
-    }));
-    if waited.is_err() || !join.latch.is_zero() {
-        // Returning now could let a job outlive its borrow.
-        std::process::abort();
-    }
+    join.wait_out();
     match result {
         Ok(r) => r,
         Err(payload) => resume_unwind(payload),
     }
+}
+
+/// The spawner of [`scope`](crate::scope()): jobs may borrow from outside the
+/// call and run on the pool; every job has ended when `scope` returns.
+///
+/// Made only by [`scope`](crate::scope()), which hands the closure a
+/// reference. Its API is in `scoped.rs`.
+pub struct Scope<'scope, 'env> {
+    pub(crate) join: Join<'scope, 'env>,
+    /// Every job's `Context::current()`, a child of the caller's, cancelled
+    /// when the scope ends.
+    pub(crate) ctx: Context,
+    /// The first panic of a job nobody joined, resumed by `scope` after the
+    /// wait.
+    pub(crate) unjoined: Mutex<Option<PanicError>>,
+}
+
+/// Runs `f` with a new [`Scope`] in `ctx` and returns its outcome (an unwind
+/// of `f` is returned, not resumed) and the first panic nobody joined, only
+/// after every job of the scope has finished. If `f` unwinds, `ctx` is
+/// cancelled before the wait, so the jobs are told to stop.
+pub(crate) fn open_scope<'env, R>(
+    shared: Arc<Shared>,
+    ctx: Context,
+    f: impl for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> R,
+) -> (std::thread::Result<R>, Option<PanicError>) {
+    let scope = Scope {
+        join: Join::new(shared),
+        ctx,
+        unjoined: Mutex::new(None),
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| f(&scope)));
+    if result.is_err() {
+        scope.ctx.cancel();
+    }
+    scope.join.wait_out();
+    let unjoined = scope
+        .unjoined
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    (result, unjoined)
+}
+
+/// The spawner of [`group`](crate::group()) and
+/// [`group_n`](crate::group_n()): Go's `errgroup.Group`. Jobs may borrow
+/// from outside the call; the first error cancels the group's context.
+///
+/// Made only by `group` and `group_n`, which hand the closure a reference.
+/// Its API is in `group.rs`.
+pub struct Group<'scope, 'env, E> {
+    pub(crate) join: Join<'scope, 'env>,
+    /// Every job's `Context::current()`, a child of the caller's, cancelled
+    /// at the first error and when the group ends.
+    pub(crate) ctx: Context,
+    /// At most this many jobs at once (`None`: no limit).
+    pub(crate) limit: Option<Semaphore>,
+    /// The first error, in time.
+    pub(crate) first: FirstError<E>,
+}
+
+/// Runs `f` with a new [`Group`] in `ctx` and returns its outcome (an unwind
+/// of `f` is returned, not resumed) and the first error, only after every job
+/// of the group has finished. If `f` unwinds, `ctx` is cancelled before the
+/// wait.
+pub(crate) fn open_group<'env, E, R>(
+    shared: Arc<Shared>,
+    ctx: Context,
+    limit: Option<Semaphore>,
+    f: impl for<'scope> FnOnce(&'scope Group<'scope, 'env, E>) -> R,
+) -> (std::thread::Result<R>, Option<E>) {
+    let group = Group {
+        join: Join::new(shared),
+        ctx,
+        limit,
+        first: FirstError::new(),
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| f(&group)));
+    if result.is_err() {
+        group.ctx.cancel();
+    }
+    group.join.wait_out();
+    (result, group.first.take())
 }
 
 /// One place of the loop engine's buffer: first an item, then its result.

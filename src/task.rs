@@ -110,8 +110,22 @@ impl<T> Slot<T> {
         Ok(())
     }
 
-    fn take(&self) -> Option<Result<T, Error>> {
+    pub(crate) fn take(&self) -> Option<Result<T, Error>> {
         self.lock().outcome.take()
+    }
+
+    /// Blocks until the outcome is decided, with no deadline of its own:
+    /// spins briefly, then sleeps counted as blocked (a worker lends its
+    /// slot, as in `Task::wait`).
+    pub(crate) fn wait(&self) {
+        if spin_until(WAIT_SPIN, || self.is_resolved()) {
+            return;
+        }
+        let _blocked = pool::BlockedGuard::enter();
+        let mut inner = self.lock();
+        while !self.is_resolved() {
+            inner = self.sleep(inner, None);
+        }
     }
 
     /// Sleeps on the slot's condition variable (at most `timeout`), counted
