@@ -110,6 +110,7 @@ mod singleflight;
 mod stream;
 mod sync;
 mod task;
+mod task_set;
 mod timer;
 
 pub use all::{all, all_n, all_settled, all_with_error, all_with_error_n, Jobs, TryJobs};
@@ -133,6 +134,7 @@ pub use scoped::{scope, Scope, ScopedTask};
 pub use semaphore::{Permit, Semaphore};
 pub use singleflight::Singleflight;
 pub use task::Task;
+pub use task_set::{JoinNext, TaskSet};
 
 /// The README's Rust examples, compiled and run with the doctests, so its
 /// getting-started program stays one that compiles.
