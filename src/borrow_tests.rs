@@ -1,6 +1,6 @@
 //! The borrowing combinators end to end, small enough for Miri: `all`,
 //! `all_with_error`, `all_settled`, `map`, `map_n`, `for_each`,
-//! `try_for_each`, `race` and `first_ok` over borrowed (`&mut` too) data, on
+//! `try_for_each`, `race`, `first_ok`, `scope` and `group` over borrowed (`&mut` too) data, on
 //! their happy, panicking and early-error paths, with every value counted
 //! so each is dropped exactly once.
 //!
@@ -245,4 +245,70 @@ fn run_go_and_a_cancelled_context_on_a_joined_pool() {
     // uncalled, with its captured `Drops`.
     assert_eq!(went.load(Ordering::SeqCst), 1);
     assert_eq!(drops.count(), 0);
+}
+
+#[test]
+fn scope_jobs_write_through_mut_borrows_joined_detached_and_panicking() {
+    let drops = Drops::default();
+    let mut cells = [0u64; 4];
+    let mut text = String::new();
+    let joined = on_pool(|| {
+        crate::scope(|s| {
+            for (i, cell) in cells.iter_mut().enumerate() {
+                s.spawn(move || *cell = i as u64 + 1); // detached
+            }
+            let t = s.spawn(|| text.push_str("scoped"));
+            let kept = s.spawn(|| drops.make(1)); // joined: dropped by us
+            let unjoined = s.spawn(|| drops.make(2)); // dropped by the scope
+            drop(unjoined);
+            let failed = s.spawn(|| -> Counted { planned_panic() });
+            t.join().unwrap();
+            let kept = kept.join().unwrap();
+            drop(kept);
+            matches!(failed.join(), Err(e) if e.is_panic())
+        })
+    });
+    assert!(joined);
+    assert_eq!(cells, [1, 2, 3, 4]);
+    assert_eq!(text, "scoped");
+    assert_eq!((drops.made(), drops.count()), (2, 2));
+}
+
+#[test]
+fn group_jobs_write_through_mut_borrows_and_the_first_error_drops_the_rest() {
+    let drops = Drops::default();
+    let mut cells = [0u64; 3];
+    let r: Result<(), Fail> = on_pool(|| {
+        crate::group_n(2, |g| {
+            for (i, cell) in cells.iter_mut().enumerate() {
+                let d = drops.make(i as u64);
+                g.go(move || {
+                    let _d = d;
+                    *cell = 10 + i as u64;
+                    Ok(())
+                });
+            }
+            Ok(())
+        })
+    });
+    assert_eq!(r, Ok(()));
+    assert_eq!(cells, [10, 11, 12]);
+
+    let mut hits = 0u32;
+    let r: Result<(), Fail> = on_pool(|| {
+        crate::group(|g| {
+            g.go(|| Err(Fail::Planned));
+            g.go(|| planned_panic());
+            g.go(|| {
+                hits += 1;
+                Ok(())
+            });
+            let d = drops.make(9);
+            Err::<(), Fail>(Fail::Pool(format!("body {}", d.1)))
+        })
+    });
+    // Whichever failure came first is returned; every other is dropped.
+    assert!(r.is_err());
+    assert!(hits <= 1);
+    assert_eq!(drops.made(), drops.count());
 }
