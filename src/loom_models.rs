@@ -1,7 +1,8 @@
 //! Loom models of the protocols that span modules: the pool's submit, idle,
 //! retirement and shutdown paths, a context cancelled while its task
 //! completes, a race's first-wins bookkeeping, the join of `all` with a
-//! panicking job, and the `for_each` limit. Each runs the crate's real code
+//! panicking job, the `for_each` limit, the semaphore's wake-ups, and a
+//! group's limit and first error. Each runs the crate's real code
 //! on a real [`Pool`] built under `--cfg velocity_loom`, where every lock,
 //! condition variable, atomic, thread and park in those paths is loom's (see
 //! `src/sync.rs`). Loom fails a model when a thread sleeps forever (a lost
@@ -375,4 +376,90 @@ fn loom_semaphore_grants_in_turn_and_wakes_every_waiter() {
         }
         assert_eq!(s.available(), 1);
     });
+}
+
+/// `group_n(1, …)` on a pool that could run both jobs at once: the second
+/// `go` waits for the first job to end (never two at once), both run once,
+/// and the one error is returned only after both ended. (Planted bug,
+/// caught: the job giving its permit back before it runs — loom finds two
+/// at once.)
+#[test]
+fn loom_group_limit_holds_and_the_error_comes_after_every_job() {
+    loom::model(|| {
+        let pool = pool(2, FOREVER);
+        let running = crate::sync::AtomicUsize::new(0);
+        let ran: Vec<StdAtomicUsize> = (0..2).map(|_| StdAtomicUsize::new(0)).collect();
+        let r: Result<(), crate::Error> = pool.install(|| {
+            crate::group_n(1, |g| {
+                for i in 0..2usize {
+                    let (running, ran) = (&running, &ran);
+                    g.go(move || {
+                        assert_eq!(running.fetch_add(1, Ordering::SeqCst), 0, "two at once");
+                        ran[i].fetch_add(1, Ordering::SeqCst);
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        if i == 1 {
+                            Err(crate::Error::Invalid("job 1"))
+                        } else {
+                            Ok(())
+                        }
+                    });
+                }
+                Ok(())
+            })
+        });
+        assert!(matches!(r, Err(crate::Error::Invalid("job 1"))), "{r:?}");
+        assert!(ran.iter().all(|r| r.load(Ordering::SeqCst) == 1));
+        assert!(pool.shutdown(Duration::MAX).is_complete());
+    });
+}
+
+/// Two jobs of an unlimited group both fail while the body returns: the
+/// group returns one of the two errors, each job ran at most once (the
+/// second is skipped if the first error cancelled the group before it
+/// started), and every error not returned was dropped. (Planted bug,
+/// caught: `FirstError::fail` forgetting a later error instead of dropping
+/// it — the ledger does not balance.)
+#[test]
+fn loom_group_first_error_wins_and_the_rest_are_dropped() {
+    loom::model(|| {
+        let pool = pool(2, FOREVER);
+        let ledger = Ledger::default();
+        let ran = StdAtomicUsize::new(0);
+        let r: Result<(), LedgerError> = pool.install(|| {
+            crate::group(|g| {
+                for _ in 0..2 {
+                    let (ledger, ran) = (&ledger, &ran);
+                    g.go(move || {
+                        ran.fetch_add(1, Ordering::SeqCst);
+                        Err(LedgerError(Some(ledger.make())))
+                    });
+                }
+                Ok(())
+            })
+        });
+        assert!(matches!(r, Err(LedgerError(Some(_)))));
+        assert!((1..=2).contains(&ran.load(Ordering::SeqCst)));
+        drop(r);
+        assert!(ledger.balanced());
+        assert!(pool.shutdown(Duration::MAX).is_complete());
+    });
+}
+
+/// A job's error carrying a counted value (`None`: the crate's own error).
+struct LedgerError(Option<Counted>);
+
+impl std::fmt::Debug for LedgerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "a job's error"
+        } else {
+            "the crate's error"
+        })
+    }
+}
+
+impl From<crate::Error> for LedgerError {
+    fn from(_: crate::Error) -> Self {
+        LedgerError(None)
+    }
 }
