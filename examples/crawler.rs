@@ -219,8 +219,9 @@ impl Crawler {
     }
 
     /// Crawls from `start`, level by level: each level's links are followed
-    /// by a `group_n`; the first error ends the crawl.
-    fn crawl(self, start: &str) -> Result<Report, (CrawlError, Report)> {
+    /// by a `group_n`; the first error ends the crawl. The report, and the
+    /// error that ended it early, if one did.
+    fn crawl(self, start: &str) -> (Report, Result<(), CrawlError>) {
         let began = Instant::now();
         let mut frontier = vec![start.to_string()];
         let mut levels = 0;
@@ -245,11 +246,11 @@ impl Crawler {
                 .into_iter()
                 .filter(|p| !crawled.contains(p))
                 .collect();
-            if let Err(e) = outcome {
-                return Err((e, self.report(levels, began)));
+            if outcome.is_err() {
+                return (self.report(levels, began), outcome);
             }
         }
-        Ok(self.report(levels, began))
+        (self.report(levels, began), Ok(()))
     }
 
     fn report(&self, levels: usize, began: Instant) -> Report {
@@ -278,10 +279,10 @@ fn main() {
 
     // 1. The whole site.
     let site = Site::start(None);
-    let report = match Crawler::new(&site.base).crawl("/page/0") {
-        Ok(r) => r,
-        Err((e, _)) => fail(format!("the healthy site failed: {e}")),
-    };
+    let (report, outcome) = Crawler::new(&site.base).crawl("/page/0");
+    if let Err(e) = outcome {
+        fail(format!("the healthy site failed: {e}"));
+    }
     let hits = &site.hits;
     let requests: usize = hits.per_path.lock().unwrap().values().sum();
     let most = hits.most_in_flight.load(Ordering::SeqCst);
@@ -316,11 +317,11 @@ fn main() {
     let broken = 17;
     let site = Site::start(Some(broken));
     match Crawler::new(&site.base).crawl("/page/0") {
-        Ok(r) => fail(format!(
+        (r, Ok(())) => fail(format!(
             "the broken site was crawled whole ({} pages)",
             r.crawled.len()
         )),
-        Err((e, report)) => {
+        (report, Err(e)) => {
             println!(
                 "\nsite with /page/{broken} broken: stopped at the first fatal error ({e}) \
                  after {} pages in {} levels, {:.1?}",
