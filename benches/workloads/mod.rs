@@ -792,8 +792,68 @@ pub(crate) fn s2() -> Workload {
     }
 }
 
+/// G1: a group of 3 trivial jobs, beside W5's `all` of the same three and
+/// `scope` with 3 spawns, in the same run.
+pub(crate) fn g1() -> Workload {
+    Workload {
+        id: "g1_group3",
+        title: "G1 group of 3 trivial jobs (per group)",
+        ops: W5_OPS,
+        unit: Unit::Micros,
+        contenders: vec![
+            contender("velocity_async_group", || {
+                repeat(W5_OPS, || {
+                    let mut v = [0u64; 3];
+                    let r: Result<(), va::Error> = va::group(|g| {
+                        for (i, slot) in v.iter_mut().enumerate() {
+                            g.go(move || {
+                                *slot = black_box(i as u64 + 1);
+                                Ok(())
+                            });
+                        }
+                        Ok(())
+                    });
+                    r.unwrap();
+                    v.iter().sum()
+                })
+            }),
+            contender("velocity_async_all", || {
+                repeat(W5_OPS, || {
+                    let (a, b, c) =
+                        va::all((|| black_box(1u64), || black_box(2u64), || black_box(3u64)))
+                            .unwrap();
+                    a + b + c
+                })
+            }),
+            contender("velocity_async_scope", || {
+                repeat(W5_OPS, || {
+                    va::scope(|s| {
+                        let a = s.spawn(|| black_box(1u64));
+                        let b = s.spawn(|| black_box(2u64));
+                        let c = s.spawn(|| black_box(3u64));
+                        a.join().unwrap() + b.join().unwrap() + c.join().unwrap()
+                    })
+                })
+            }),
+            contender("std_thread_scope", || {
+                repeat(W5_OPS, || {
+                    std::thread::scope(|s| {
+                        let a = s.spawn(|| black_box(1u64));
+                        let b = s.spawn(|| black_box(2u64));
+                        let c = s.spawn(|| black_box(3u64));
+                        a.join().unwrap() + b.join().unwrap() + c.join().unwrap()
+                    })
+                })
+            }),
+        ],
+        // No bar of issue #4: measured, not judged.
+        bars: vec![],
+        samples: 30,
+    }
+}
+
 /// Every workload, in issue #4's order, then the streaming loops', then the
-/// semaphore's.
+/// semaphore's and the group's.
 pub(crate) fn all() -> Vec<Workload> {
     vec![
         w1(),
@@ -807,5 +867,6 @@ pub(crate) fn all() -> Vec<Workload> {
         w7_blocking(),
         s1(),
         s2(),
+        g1(),
     ]
 }
