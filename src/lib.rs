@@ -52,6 +52,10 @@
 //! | report a loop's progress | [`with_progress`] |
 //! | let work stop early | [`Context::current()`](Context::current)`.is_done()` inside it |
 //! | cancel everything started in a scope on leaving it | [`Context::cancel_on_drop`] (Go's `defer cancel()`) |
+//! | start jobs that borrow, join some, wait for all (`std::thread::scope` on the pool) | [`scope()`] → [`Scope`], [`ScopedTask`] |
+//! | start fallible jobs, the first error cancels the rest, N at a time (Go's errgroup) | [`group()`], [`group_n`] → [`Group`] |
+//! | take tasks' results in the order they finish, blocking or awaited | [`TaskSet`] |
+//! | cancel one task | [`Task::cancel`] |
 //! | limit how many run a kind of work (connections, bytes), weighted | [`Semaphore`] |
 //! | share one call among concurrent callers of the same key | [`Singleflight`] |
 //! | wait for background work before exit | [`shutdown`] |
