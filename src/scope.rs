@@ -14,9 +14,10 @@
 //!   It catches the unwind itself (`catch_unwind`) rather than trusting a
 //!   guard's destructor, and if waiting could not complete it aborts the
 //!   process — crossbeam's choice — instead of returning with jobs in flight;
-//! * a job the pool refuses (shutdown, no thread could start) is run on the
-//!   refusing thread, and jobs nobody has started yet are run by the waiting
-//!   thread itself, so the latch always reaches zero.
+//! * jobs nobody has started (also those the pool refused: shutdown, no
+//!   thread could start) are run by the waiting owner itself; a job refused
+//!   after the owner began to wait (spawned by a running job) wakes it to
+//!   run that one too. So the latch always reaches zero.
 //!
 //! The lifetimes follow `std::thread::scope`: a closure may borrow anything
 //! that outlives `'scope`, and `'scope` ends inside [`scope`], before it
@@ -75,15 +76,43 @@ impl Latch {
         self.pending.load(Ordering::Acquire) == 0
     }
 
+    #[cfg(all(test, velocity_loom))]
     fn wait(&self) {
-        if spin_until(WAIT_SPIN, || self.is_zero()) {
-            return;
+        while !self.wait_or(|| false) {}
+    }
+
+    /// Waits until the count reads zero (true) or, checked under the lock
+    /// so a `poke` cannot slip past it, `poked()` holds (false). `poked`
+    /// may consume what it checks (a swap): it is believed the first time
+    /// it holds.
+    fn wait_or(&self, poked: impl Fn() -> bool) -> bool {
+        let was_poked = std::cell::Cell::new(false);
+        let spun = spin_until(WAIT_SPIN, || {
+            self.is_zero() || {
+                was_poked.set(poked());
+                was_poked.get()
+            }
+        });
+        if spun {
+            return !was_poked.get();
         }
         let _blocked = BlockedGuard::enter();
         let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        while !self.is_zero() {
+        loop {
+            if self.is_zero() {
+                return true;
+            }
+            if poked() {
+                return false;
+            }
             guard = self.cond.wait(guard).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// Wakes the waiter to look at `poked` again.
+    fn poke(&self) {
+        drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()));
+        self.cond.notify_all();
     }
 }
 
@@ -155,6 +184,10 @@ pub(crate) struct Join<'scope, 'env: 'scope> {
     id: u64,
     latch: Arc<Latch>,
     handed: Mutex<Handed>,
+    /// Set when the pool refused a job (shut down): the owner, maybe already
+    /// waiting, must run it itself. ORDERING: set before the latch's poke,
+    /// read under the latch's lock.
+    refused: AtomicBool,
     /// Invariant in `'scope` and `'env`, as in `std::thread::Scope`.
     scope: PhantomData<&'scope mut &'scope ()>,
     env: PhantomData<&'env mut &'env ()>,
@@ -174,6 +207,7 @@ impl<'scope> Join<'scope, '_> {
                 jobs: Vec::new(),
                 prune_at: 64,
             }),
+            refused: AtomicBool::new(false),
             scope: PhantomData,
             env: PhantomData,
         }
@@ -231,6 +265,9 @@ impl<'scope> Join<'scope, '_> {
         }
         if let Err(refused) = self.shared.submit(Job::Task(job.clone()), wake) {
             refused.refuse(Error::ShutDown);
+            // The owner may already wait: wake it to run the job.
+            self.refused.store(true, Ordering::Release);
+            self.latch.poke();
         }
         job
     }
@@ -260,9 +297,16 @@ impl<'scope> Join<'scope, '_> {
     /// of a bug), the process aborts rather than let a job outlive its
     /// borrows.
     fn wait_out(&self) {
-        let waited = catch_unwind(AssertUnwindSafe(|| {
+        let waited = catch_unwind(AssertUnwindSafe(|| loop {
             self.run_unstarted();
-            self.latch.wait();
+            // A job refused after this thread looked (a running job spawned
+            // it on a pool shut down since) wakes the wait to run it.
+            if self
+                .latch
+                .wait_or(|| self.refused.swap(false, Ordering::AcqRel))
+            {
+                break;
+            }
         }));
         if waited.is_err() || !self.latch.is_zero() {
             // Returning now could let a job outlive its borrow.

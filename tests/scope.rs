@@ -4,7 +4,7 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Barrier};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use common::{within, DropCounter, Gate};
@@ -255,5 +255,43 @@ fn unjoined_values_are_dropped_once_and_panicking_drops_are_contained() {
         assert_eq!(panics.load(Ordering::SeqCst), 1);
         // The pool still works.
         assert_eq!(va::run(|| 2).get().unwrap(), 2);
+    });
+}
+
+#[test]
+fn a_job_spawned_after_the_pool_closed_is_run_by_the_waiting_owner() {
+    // The owner already ran the unstarted jobs and waits; then a job
+    // running on a worker spawns a detached one, which the closed pool
+    // refuses. The owner must wake and run it, or `scope` waits forever.
+    within(60, || {
+        let pool = va::Pool::builder().max_threads(2).build();
+        let gate = Gate::new();
+        let (started_tx, started_rx) = mpsc::channel();
+        let (running_tx, running_rx) = mpsc::channel();
+        let ran_on = Mutex::new(None);
+        let closer = {
+            let (pool, gate) = (pool.clone(), gate.clone());
+            std::thread::spawn(move || {
+                started_rx.recv().unwrap();
+                // Closes the pool; the running job keeps it from completing.
+                pool.shutdown(Duration::ZERO);
+                gate.open();
+            })
+        };
+        let owner = std::thread::current().id();
+        pool.install(|| {
+            va::scope(|s| {
+                s.spawn(|| {
+                    running_tx.send(()).unwrap();
+                    started_tx.send(()).unwrap();
+                    gate.wait(); // until the pool is closed
+                    drop(s.spawn(|| *ran_on.lock().unwrap() = Some(std::thread::current().id())));
+                });
+                // The job runs on a worker before the owner starts waiting.
+                running_rx.recv().unwrap();
+            })
+        });
+        closer.join().unwrap();
+        assert_eq!(*ran_on.lock().unwrap(), Some(owner));
     });
 }
