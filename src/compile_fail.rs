@@ -78,6 +78,60 @@
 //! both::<velocity_async::Task<std::cell::Cell<u8>>>(); // Cell is Send, not Sync
 //! ```
 //!
+//! A `scope`'s or `group`'s job may borrow only what outlives the call, not
+//! a local of the closure, which ends before the jobs are waited for:
+//!
+//! ```compile_fail,E0597
+//! velocity_async::scope(|s| {
+//!     let local = vec![1, 2, 3];
+//!     s.spawn(|| local.len());
+//! });
+//! ```
+//!
+//! ```compile_fail,E0597
+//! let _: Result<(), velocity_async::Error> = velocity_async::group(|g| {
+//!     let local = vec![1, 2, 3];
+//!     g.go(|| {
+//!         let _ = local.len();
+//!         Ok(())
+//!     });
+//!     Ok(())
+//! });
+//! ```
+//!
+//! A `ScopedTask` (and the `Scope` itself) cannot leave the closure:
+//!
+//! ```compile_fail
+//! let task = velocity_async::scope(|s| s.spawn(|| 1));
+//! task.join().unwrap();
+//! ```
+//!
+//! Two jobs cannot both borrow the same data mutably:
+//!
+//! ```compile_fail,E0499
+//! let mut n = 0;
+//! velocity_async::scope(|s| {
+//!     s.spawn(|| n += 1);
+//!     s.spawn(|| n += 1);
+//! });
+//! ```
+//!
+//! `group` needs an error type the crate's errors convert into:
+//!
+//! ```compile_fail,E0277
+//! struct Mine;
+//! let _: Result<(), Mine> = velocity_async::group(|_| Ok(()));
+//! ```
+//!
+//! A `TaskSet`'s tasks are `'static` like `run`'s:
+//!
+//! ```compile_fail,E0373
+//! let name = String::from("ada");
+//! let mut set = velocity_async::TaskSet::new();
+//! set.spawn(|| name.len());
+//! drop(name);
+//! ```
+//!
 //! And, for contrast, the borrowing forms that are sound do compile:
 //!
 //! ```

@@ -22,7 +22,9 @@ pub use crate::scope::Group;
 ///
 /// * **Jobs.** [`Group::go`] starts a job beside the caller, never on it, as
 ///   [`run`](crate::run) does: jobs that block (I/O, locks) make the pool
-///   grow. The group has no limit; [`group_n`] has one.
+///   grow. The group has no limit; [`group_n`] has one. Once `f` has
+///   returned, the calling thread runs any job nobody has started yet while
+///   it waits (it would only sleep otherwise).
 /// * **First error.** The first job to return `Err` (or panic), or `f`
 ///   returning `Err`, cancels the group's context ([`Group::context`], every
 ///   job's [`Context::current`], a child of the caller's), so siblings that
