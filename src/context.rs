@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::sync::{AtomicU8, Condvar, Mutex, MutexGuard};
-use crate::timer::{self, TimerKey};
+use crate::timer::{self, Expire, TimerKey};
 
 /// The first failure (in time) of a call whose failures cancel its
 /// context (`all_with_error`, `group`): the first is kept and cancels the
@@ -140,6 +140,12 @@ pub(crate) struct Inner {
     links: Mutex<Links>,
     cond: Condvar,
     hook: Option<Weak<dyn CancelHook>>,
+}
+
+impl Expire for Inner {
+    fn expire(self: Arc<Self>) {
+        self.fire(Reason::Deadline);
+    }
 }
 
 impl Inner {
@@ -597,7 +603,7 @@ impl Context {
                 if Instant::now() >= d {
                     born_done = Some(Reason::Deadline);
                 } else {
-                    let key = timer::register(d, Arc::downgrade(&inner));
+                    let key = timer::register(d, Arc::downgrade(&inner) as Weak<dyn Expire>);
                     inner.links().timer = Some(key);
                 }
             }

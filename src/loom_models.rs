@@ -330,7 +330,8 @@ fn loom_a_closed_pool_grows_for_outstanding_dependent_work() {
 /// preemptions.
 #[test]
 fn loom_a_cancel_between_claim_and_start_leaves_nothing_abandoned() {
-    use crate::task::{Runnable, TaskCell};
+    use crate::pool::Runnable;
+    use crate::task::TaskCell;
     loom::model(|| {
         let pool = pool(1, FOREVER);
         let ledger = Ledger::default();

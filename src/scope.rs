@@ -36,10 +36,9 @@ use crossbeam_utils::CachePadded;
 use crate::context::{Context, FirstError};
 use crate::error::Error;
 use crate::panic::PanicError;
-use crate::pool::{BlockedGuard, Job, Shared, Wake};
+use crate::pool::{BlockedGuard, Job, Runnable, Shared, Wake};
 use crate::semaphore::Semaphore;
-use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex};
-use crate::task::{spin_until, Runnable, WAIT_SPIN};
+use crate::sync::{spin_until, AtomicBool, AtomicUsize, Condvar, Mutex, WAIT_SPIN};
 
 /// Counts jobs in flight; `wait` returns when it reaches zero.
 pub(crate) struct Latch {

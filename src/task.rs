@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 use crate::context::{CancelHook, Context, Reason};
 use crate::error::Error;
 use crate::panic;
-use crate::pool::{self, Shared};
-use crate::sync::{AtomicBool, AtomicU8, Condvar, Mutex, MutexGuard};
+use crate::pool::{self, Runnable, Shared};
+use crate::sync::{spin_until, AtomicBool, AtomicU8, Condvar, Mutex, MutexGuard, WAIT_SPIN};
 
 // Outcome kinds. ORDERING: `kind` is stored (Release) under the slot's mutex
 // after the outcome is written; a lock-free Acquire load that sees a non-
@@ -364,25 +364,6 @@ where
 
     fn pool(&self) -> Option<&Arc<Shared>> {
         Some(&self.shared)
-    }
-}
-
-/// What the pool's queue holds for a task: run it unless a waiter already did.
-pub(crate) trait Runnable: Send + Sync {
-    /// Runs the job if nobody claimed it yet.
-    fn run_queued(&self);
-    /// The pool could not run the job: decide the outcome with `err`.
-    fn refuse(&self, err: Error);
-    /// The loop (scope) this job helps, if it is a loop helper: non-zero,
-    /// unique per scope. The monitor promotes the queued helpers of a loop
-    /// whose running helpers it finds blocked.
-    fn scope_id(&self) -> u64 {
-        0
-    }
-    /// Already run by someone else (a loop's caller ran the helper nobody
-    /// took): popping it costs nothing.
-    fn is_claimed(&self) -> bool {
-        false
     }
 }
 
@@ -745,40 +726,12 @@ impl<T> Task<T> {
     }
 }
 
-/// How long a waiter spins before it blocks: a hand-off between two running
-/// threads takes well under a microsecond, a wake-up of a sleeping one tens.
-pub(crate) const WAIT_SPIN: Duration = Duration::from_micros(20);
-
 fn spin_until_resolved<T>(slot: &Slot<T>, until: Option<Instant>) -> bool {
     let limit = match until {
         Some(u) => u.saturating_duration_since(Instant::now()).min(WAIT_SPIN),
         None => WAIT_SPIN,
     };
     spin_until(limit, || slot.kind.load(Ordering::Acquire) != PENDING)
-}
-
-/// Spins up to `limit` until `done()` holds; returns its last value.
-pub(crate) fn spin_until(limit: Duration, done: impl Fn() -> bool) -> bool {
-    if cfg!(velocity_loom) {
-        // Under loom, time does not pass: spinning only multiplies the
-        // interleavings to explore. The blocking path is what is checked.
-        let _ = limit;
-        return done();
-    }
-    let start = Instant::now();
-    let mut i = 0u32;
-    loop {
-        for _ in 0..32 {
-            if done() {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        i += 1;
-        if i % 4 == 0 && start.elapsed() >= limit {
-            return done();
-        }
-    }
 }
 
 impl<T> Future for Task<T> {

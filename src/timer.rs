@@ -13,7 +13,12 @@ use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::context::{Inner, Reason};
+/// What the timer fires when an entry's deadline passes: a context,
+/// marked done by its deadline (`context.rs` implements it). The timer owns
+/// this trait so that it depends on nothing above it.
+pub(crate) trait Expire: Send + Sync {
+    fn expire(self: std::sync::Arc<Self>);
+}
 
 /// An entry's identity in the timer: its deadline and a unique sequence number.
 pub(crate) type TimerKey = (Instant, u64);
@@ -40,7 +45,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 const HAS_THREADS: bool = !cfg!(all(target_family = "wasm", not(target_feature = "atomics")));
 
 struct Timers {
-    entries: BTreeMap<TimerKey, Weak<Inner>>,
+    entries: BTreeMap<TimerKey, Weak<dyn Expire>>,
     next_seq: u64,
     thread: Thread,
 }
@@ -74,7 +79,7 @@ impl Wheel {
     fn register(
         &'static self,
         deadline: Instant,
-        ctx: Weak<Inner>,
+        ctx: Weak<dyn Expire>,
         spawn: fn(&'static Wheel) -> bool,
     ) -> TimerKey {
         let (key, start) = {
@@ -133,7 +138,7 @@ fn spawn_thread(wheel: &'static Wheel) -> bool {
 }
 
 /// Registers `ctx` to be fired with [`Reason::Deadline`] at `deadline`.
-pub(crate) fn register(deadline: Instant, ctx: Weak<Inner>) -> TimerKey {
+pub(crate) fn register(deadline: Instant, ctx: Weak<dyn Expire>) -> TimerKey {
     WHEEL.register(deadline, ctx, spawn_thread)
 }
 
@@ -143,7 +148,7 @@ pub(crate) fn cancel(key: TimerKey) {
 }
 
 fn timer_loop(wheel: &'static Wheel) {
-    let mut due: Vec<Weak<Inner>> = Vec::new();
+    let mut due: Vec<Weak<dyn Expire>> = Vec::new();
     let mut t = wheel.lock();
     loop {
         let now = Instant::now();
@@ -161,7 +166,7 @@ fn timer_loop(wheel: &'static Wheel) {
                 // the process: nothing may unwind out of it.
                 let _ = crate::panic::catch(move || {
                     if let Some(ctx) = ctx.upgrade() {
-                        ctx.fire(Reason::Deadline);
+                        ctx.expire();
                     }
                 });
             }
@@ -187,6 +192,17 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// An entry that is never due in these tests.
+    struct Never;
+
+    impl Expire for Never {
+        fn expire(self: std::sync::Arc<Self>) {}
+    }
+
+    fn nobody() -> Weak<dyn Expire> {
+        Weak::<Never>::new()
+    }
+
     static ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
 
     fn refuse(_: &'static Wheel) -> bool {
@@ -202,7 +218,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(3600);
         let start = Instant::now();
         for _ in 0..1000 {
-            wheel.register(deadline, Weak::new(), refuse);
+            wheel.register(deadline, nobody(), refuse);
         }
         // One try, and one more per pause that passed (Miri's clock runs
         // fast: 1,000 registrations take it seconds).
@@ -217,7 +233,7 @@ mod tests {
         // Pretend the failure was long ago.
         if let Some(past) = Instant::now().checked_sub(RETRY_AFTER) {
             wheel.lock().thread = Thread::Failed(past);
-            wheel.register(deadline, Weak::new(), refuse);
+            wheel.register(deadline, nobody(), refuse);
             assert!(ATTEMPTS.load(Ordering::SeqCst) > tries);
         }
     }

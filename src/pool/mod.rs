@@ -21,7 +21,6 @@ pub use builder::{
 use crate::error::{Error, SpawnError};
 use crate::sync::thread::{self, Thread};
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard};
-use crate::task::Runnable;
 use os::ThreadProbe;
 
 /// How eagerly a queued job gets a thread.
@@ -36,6 +35,25 @@ pub(crate) enum Wake {
     /// busy ones blocked. A CPU-bound loop therefore keeps about one helper
     /// per CPU busy, however many threads sit idle.
     Elastic,
+}
+
+/// What the pool's queue holds for a task: run it unless a waiter already did.
+pub(crate) trait Runnable: Send + Sync {
+    /// Runs the job if nobody claimed it yet.
+    fn run_queued(&self);
+    /// The pool could not run the job: decide the outcome with `err`.
+    fn refuse(&self, err: Error);
+    /// The loop (scope) this job helps, if it is a loop helper: non-zero,
+    /// unique per scope. The monitor promotes the queued helpers of a loop
+    /// whose running helpers it finds blocked.
+    fn scope_id(&self) -> u64 {
+        0
+    }
+    /// Already run by someone else (a loop's caller ran the helper nobody
+    /// took): popping it costs nothing.
+    fn is_claimed(&self) -> bool {
+        false
+    }
 }
 
 /// A unit of work in the queue.
