@@ -6,6 +6,7 @@
 mod builder;
 mod monitor;
 mod os;
+mod policy;
 mod worker;
 
 use std::cell::RefCell;
@@ -23,19 +24,8 @@ use crate::sync::thread::{self, Thread};
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard};
 use os::ThreadProbe;
 
-/// How eagerly a queued job gets a thread.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Wake {
-    /// A thread of its own at once, if one is idle (`run`, `go`, race jobs:
-    /// Go starts a goroutine for each). The pool still grows past the CPU
-    /// count only for blocked work.
-    Eager,
-    /// A helper of a loop (`all`, `map`, `for_each`): woken only while fewer
-    /// than `target_running` workers compute, or when the monitor finds the
-    /// busy ones blocked. A CPU-bound loop therefore keeps about one helper
-    /// per CPU busy, however many threads sit idle.
-    Elastic,
-}
+pub(crate) use policy::Wake;
+use policy::{Counts, OnSubmit, Take};
 
 /// What the pool's queue holds for a task: run it unless a waiter already did.
 pub(crate) trait Runnable: Send + Sync {
@@ -171,13 +161,6 @@ impl State {
         self.waking += 1;
         Some(s)
     }
-}
-
-/// What a worker may take from the queue (`Shared::takeable`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Take {
-    Oldest,
-    OldestEager,
 }
 
 /// What `Shared::call_monitor` decided.
@@ -555,64 +538,37 @@ impl Shared {
     /// only by waiters of ours (README.md, "Why nested waits cannot
     /// deadlock").
     pub(crate) fn cap(&self) -> usize {
-        self.config
-            .max_threads
-            .saturating_add(self.blocked.load(Ordering::SeqCst))
+        policy::cap(self.config.max_threads, self.blocked.load(Ordering::SeqCst))
     }
 
-    /// Whether a worker may take a job now; see `take_job`.
-    pub(crate) fn can_take(&self, st: &State) -> bool {
-        self.takeable(st).is_some()
-    }
-
-    /// What a worker may take now, if anything.
-    ///
-    /// * Nothing while `cap` jobs run (after a lent slot is given back, the
-    ///   extra thread finishes its job and then waits: the cap holds again).
-    /// * The oldest job while fewer than `target_running` threads compute,
-    ///   or after a shutdown (everything queued must drain).
-    /// * Otherwise only the oldest eager job. A loop helper is optional
-    ///   parallelism (its caller runs it if nobody does), so a thread woken
-    ///   for blocked work never takes a CPU-bound loop's helper and leaves
-    ///   the blocked work starving; the monitor turns the queued helpers of
-    ///   a loop it finds blocked into eager jobs (`State::promote`).
-    fn takeable(&self, st: &State) -> Option<Take> {
-        if st.queue.is_empty() || st.running >= self.cap() {
-            None
-        } else if st.closed
-            || self.computing(st) < self.config.target_running
-            // A helper its loop's caller already ran: a no-op to pop. Left
-            // queued, it would keep `queued` above zero and turn spinning
-            // workers away (W5 lost ~0.8 µs per `all` to the wake-ups).
-            || st.queue.front().is_some_and(|(job, _)| job.is_claimed())
-        {
-            Some(Take::Oldest)
-        } else if st.eager_queued > 0 {
-            Some(Take::OldestEager)
-        } else {
-            None
+    /// The counters the wake policy reads (`policy.rs`), at this moment.
+    pub(crate) fn counts(&self, st: &State) -> Counts {
+        Counts {
+            queued: st.queue.len(),
+            eager_queued: st.eager_queued,
+            front_claimed: st.queue.front().is_some_and(|(job, _)| job.is_claimed()),
+            running: st.running,
+            waking: st.waking,
+            spinners: self.spinners.load(Ordering::SeqCst),
+            idle: st.idle.len(),
+            alive: st.alive,
+            external: self.external.load(Ordering::Relaxed),
+            blocked: self.blocked.load(Ordering::SeqCst),
+            target_running: self.config.target_running,
+            max_threads: self.config.max_threads,
+            closed: st.closed,
         }
     }
 
-    /// Pops the job a worker may take now (see `takeable`).
+    /// Whether a worker may take a job now (`policy::take`).
+    pub(crate) fn can_take(&self, st: &State) -> bool {
+        policy::take(&self.counts(st)).is_some()
+    }
+
+    /// Pops the job a worker may take now (`policy::take`).
     pub(crate) fn take_job(&self, st: &mut State) -> Option<Job> {
-        let take = self.takeable(st)?;
+        let take = policy::take(&self.counts(st))?;
         st.pop_job(take == Take::OldestEager)
-    }
-
-    /// Threads running a job, or a loop's items, and not blocked in a wait
-    /// of ours. Unlike `active`, workers on their way are not counted: they
-    /// are the ones asking.
-    fn computing(&self, st: &State) -> usize {
-        (st.running + self.external.load(Ordering::Relaxed))
-            .saturating_sub(self.blocked.load(Ordering::Relaxed))
-    }
-
-    /// Workers that are computing or about to: running a job and not blocked
-    /// in a wait, or woken and on their way.
-    pub(crate) fn active(&self, st: &State) -> usize {
-        (st.running + st.waking + self.external.load(Ordering::Relaxed))
-            .saturating_sub(self.blocked.load(Ordering::Relaxed))
     }
 
     /// Lists the named task about to run on this thread until the guard
@@ -692,13 +648,9 @@ impl Shared {
             .clone()
     }
 
-    /// Work waits that no thread is on its way to take: nobody is idle, or
-    /// only loop helpers wait while enough workers already run. The monitor
-    /// then decides whether the running ones are blocked.
+    /// Work waits that no thread is on its way to take (`policy::starving`).
     pub(crate) fn starving(&self, st: &State) -> bool {
-        !st.queue.is_empty()
-            && (st.idle.is_empty()
-                || (st.eager_queued == 0 && self.active(st) >= self.config.target_running))
+        policy::starving(&self.counts(st))
     }
 
     /// Queues `job` and makes sure some thread will run it. Hands the job
@@ -717,29 +669,13 @@ impl Shared {
         // ORDERING: Release pairs with the spinners' Acquire load; they then
         // take the lock to pop, which is what actually synchronises.
         self.queued.store(queued, Ordering::Release);
-        if queued <= self.spinners.load(Ordering::SeqCst) {
-            return Ok(()); // a spinning worker will take it
-        }
-        // A loop helper is optional parallelism: its caller runs it itself
-        // if nobody takes it. So it wakes nobody while a spinner is around
-        // (the spinner takes one, the caller the rest) or enough run.
-        let below_target = self.active(&st) < self.config.target_running;
-        let helper_wakes = below_target && self.spinners.load(Ordering::SeqCst) == 0;
-        if wake == Wake::Eager || helper_wakes {
-            if wake == Wake::Eager && st.waking > 0 && !st.idle.is_empty() {
-                return Ok(()); // a worker on its way will wake more if needed
-            }
-            // Workers blocked in a wait of ours do not compute: they leave
-            // their CPU (and slot) to a new thread, as Go hands off a P.
-            let cap = self
-                .config
-                .target_running
-                .saturating_add(self.blocked.load(Ordering::Relaxed))
-                .min(self.cap());
-            match self.wake_or_start(st, cap) {
+        match policy::on_submit(&self.counts(&st), wake) {
+            OnSubmit::Nothing => return Ok(()),
+            OnSubmit::WakeOrStart { cap } => match self.wake_or_start(st, cap) {
                 Some(back) => st = back,
                 None => return Ok(()),
-            }
+            },
+            OnSubmit::Monitor => {}
         }
         self.wake_monitor(st);
         Ok(())

@@ -64,11 +64,9 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
         let Some(shared) = pool.upgrade() else { return };
         let (busy, workers_busy, queued, eager, room) = {
             let st = shared.lock();
-            // Workers spinning or woken are about to take from the queue.
-            let coming = st.waking + shared.spinners.load(Ordering::SeqCst);
             // After a shutdown too: queued work may be what running work
             // waits for (it was submitted before, so it runs).
-            if !shared.starving(&st) || st.queue.len() <= coming {
+            if !super::policy::monitor_should_look(&shared.counts(&st)) {
                 continue;
             }
             // A worker idle inside its job (a loop helper waiting for its
@@ -156,42 +154,17 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
         if !blocked_loops.is_empty() {
             eager += shared.lock().promote(&blocked_loops);
         }
-        // (The three counts above cover disjoint workers: `blocked` never
-        // exceeds `busy`; saturating all the same.)
-        let running = busy.len().saturating_sub(blocked);
-        // Callers running a loop's items themselves (`map`, `all`) compute
-        // too: they take CPUs just as workers do. Those listed were sampled
-        // above; any others (a record that could not be made) count as
-        // computing.
-        let sampled = busy.len() - workers_busy;
-        let running = running
-            + shared
-                .external
-                .load(Ordering::Relaxed)
-                .saturating_sub(sampled);
-        let target = shared.config.target_running;
-        // Keep `target` threads computing, and add one for each blocked
-        // worker (Go hands a blocked thread's CPU to a new one): every
-        // blocked worker is evidence of blocking work, so the pool doubles
-        // per tick and 1,000 blocking jobs get their threads in ~10 ticks.
-        // Only as many as there are jobs they may take: loop helpers only
-        // while fewer than `target` compute (`Shared::takeable`).
-        // (`eager` may exceed the `queued` snapshot once helpers were
-        // promoted: the queue moved on meanwhile.)
-        let takeable = eager
-            + queued
-                .saturating_sub(eager)
-                .min(target.saturating_sub(running));
-        // When the process already uses the CPUs (a saturated tick), the
-        // target is met however few workers the snapshot caught running
-        // (short jobs are rarely caught in flight): only blocked ones earn
-        // a thread.
-        let to_target = if saturated {
-            0
-        } else {
-            target.saturating_sub(running)
-        };
-        let want = to_target.max(blocked).min(takeable).min(room);
+        let want = super::policy::monitor_growth(&super::policy::Tick {
+            queued,
+            eager,
+            busy: busy.len(),
+            workers_busy,
+            blocked,
+            external: shared.external.load(Ordering::Relaxed),
+            target_running: shared.config.target_running,
+            room,
+            saturated,
+        });
         // Idle workers first; new threads start as a tree (each new worker
         // starts up to two more before taking work), so 1,000 threads take
         // ~10 spawn latencies, not 1,000.

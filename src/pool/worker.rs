@@ -47,19 +47,9 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
             // More work waits than threads are on their way: pass the wake-up
             // on to up to two sleepers, so a burst fans out as a tree (Go's
             // spinning-thread hand-off) instead of one syscall per submit.
-            // Loop helpers count only while fewer than `target_running`
-            // workers compute (see `Wake::Elastic`).
-            let covered = st.waking + shared.spinners.load(Ordering::SeqCst);
-            let room = shared
-                .config
-                .target_running
-                .saturating_sub(shared.active(&st));
-            let wanted = st.eager_queued + (st.queue.len() - st.eager_queued).min(room);
+            let wake = super::policy::fan_out(&shared.counts(&st));
             let mut next: [Option<Arc<Sleeper>>; 2] = [None, None];
-            for (i, slot) in next.iter_mut().enumerate() {
-                if wanted <= covered + i {
-                    break;
-                }
+            for slot in next.iter_mut().take(wake) {
                 *slot = st.pop_idle();
             }
             // Still more work than threads on their way, and nobody left to
