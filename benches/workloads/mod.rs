@@ -792,6 +792,84 @@ pub(crate) fn s2() -> Workload {
     }
 }
 
+/// Submitting threads of W8.
+pub(crate) const W8_SUBMITTERS: u64 = 8;
+
+/// W8: W2 from 8 threads at once, each submitting its share of the
+/// 100,000 tiny closures and collecting them in order; beside the same from
+/// one thread, in the same run, so the ratio shows what contention costs.
+pub(crate) fn w8() -> Workload {
+    /// Runs `each(share)` on `W8_SUBMITTERS` threads at once.
+    fn submitters(each: impl Fn(u64) -> u64 + Sync) -> u64 {
+        let share = W2_TINY / W8_SUBMITTERS;
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..W8_SUBMITTERS)
+                .map(|_| s.spawn(|| each(share)))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        })
+    }
+    fn velocity(n: u64) -> u64 {
+        let tasks: Vec<_> = (0..n).map(|i| va::run(move || black_box(i) * 2)).collect();
+        tasks.into_iter().map(|t| t.get().unwrap()).sum()
+    }
+    Workload {
+        id: "w8_eight_submitters",
+        title: "W8 100,000 tiny closures from 8 submitting threads, each collecting in order (per closure)",
+        ops: W2_TINY,
+        unit: Unit::Micros,
+        contenders: vec![
+            contender("velocity_async", || {
+                timed(|| {
+                    black_box(submitters(velocity));
+                })
+            }),
+            contender("velocity_async_one_submitter", || {
+                timed(|| {
+                    black_box(velocity(W2_TINY));
+                })
+            }),
+            contender("tokio_spawn_async", || {
+                let rt = tokio_runtime();
+                let handle = rt.handle().clone();
+                timed(move || {
+                    let _rt = &rt;
+                    black_box(submitters(|n| {
+                        handle.block_on(async {
+                            let hs: Vec<_> = (0..n)
+                                .map(|i| tokio::spawn(async move { black_box(i) * 2 }))
+                                .collect();
+                            let mut sum = 0;
+                            for h in hs {
+                                sum += h.await.unwrap();
+                            }
+                            sum
+                        })
+                    }));
+                })
+            }),
+            contender("rayon_spawn_channel", || {
+                let pool = rayon_pool();
+                timed(move || {
+                    black_box(submitters(|n| {
+                        let rxs: Vec<_> = (0..n)
+                            .map(|i| {
+                                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                                pool.spawn(move || tx.send(black_box(i) * 2).unwrap());
+                                rx
+                            })
+                            .collect();
+                        rxs.into_iter().map(|rx| rx.recv().unwrap()).sum()
+                    }));
+                })
+            }),
+        ],
+        // Issue #16: within 1.5x of the single submitter's cost.
+        bars: vec![("velocity_async_one_submitter", 1.5)],
+        samples: 12,
+    }
+}
+
 /// G1: a group of 3 trivial jobs, beside W5's `all` of the same three and
 /// `scope` with 3 spawns, in the same run.
 pub(crate) fn g1() -> Workload {
@@ -868,5 +946,6 @@ pub(crate) fn all() -> Vec<Workload> {
         s1(),
         s2(),
         g1(),
+        w8(),
     ]
 }
