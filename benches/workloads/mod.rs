@@ -152,17 +152,32 @@ pub(crate) fn w1() -> Workload {
 }
 
 /// W2: submit 100,000 tiny closures, then collect every result in order.
-pub(crate) fn w2() -> Workload {
-    fn collect_channels(submit: impl Fn(u64, std::sync::mpsc::SyncSender<u64>)) -> u64 {
-        let rxs: Vec<_> = (0..W2_TINY)
-            .map(|i| {
-                let (tx, rx) = std::sync::mpsc::sync_channel(1);
-                submit(i, tx);
-                rx
-            })
-            .collect();
-        rxs.into_iter().map(|rx| rx.recv().unwrap()).sum()
+/// Submits `n` tiny closures through `submit`, each answering on its own
+/// channel, and collects them in order (W2, W8).
+fn collect_channels(n: u64, submit: impl Fn(u64, std::sync::mpsc::SyncSender<u64>)) -> u64 {
+    let rxs: Vec<_> = (0..n)
+        .map(|i| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            submit(i, tx);
+            rx
+        })
+        .collect();
+    rxs.into_iter().map(|rx| rx.recv().unwrap()).sum()
+}
+
+/// `n` tiny `tokio::spawn`s, awaited in order (W2, W8).
+async fn tokio_spawn_tiny(n: u64) -> u64 {
+    let hs: Vec<_> = (0..n)
+        .map(|i| tokio::spawn(async move { black_box(i) * 2 }))
+        .collect();
+    let mut sum = 0;
+    for h in hs {
+        sum += h.await.unwrap();
     }
+    sum
+}
+
+pub(crate) fn w2() -> Workload {
     Workload {
         id: "w2_submit_collect",
         title: "W2 submit 100,000 tiny closures, collect in order (per closure)",
@@ -180,16 +195,7 @@ pub(crate) fn w2() -> Workload {
             contender("tokio_spawn_async", || {
                 let rt = tokio_runtime();
                 timed(move || {
-                    black_box(rt.block_on(async {
-                        let hs: Vec<_> = (0..W2_TINY)
-                            .map(|i| tokio::spawn(async move { black_box(i) * 2 }))
-                            .collect();
-                        let mut sum = 0;
-                        for h in hs {
-                            sum += h.await.unwrap();
-                        }
-                        sum
-                    }));
+                    black_box(rt.block_on(tokio_spawn_tiny(W2_TINY)));
                 })
             }),
             contender("tokio_spawn_blocking", || {
@@ -224,7 +230,7 @@ pub(crate) fn w2() -> Workload {
             contender("rayon_spawn_channel", || {
                 let pool = rayon_pool();
                 timed(move || {
-                    black_box(collect_channels(|i, tx| {
+                    black_box(collect_channels(W2_TINY, |i, tx| {
                         pool.spawn(move || tx.send(black_box(i) * 2).unwrap())
                     }));
                 })
@@ -232,7 +238,7 @@ pub(crate) fn w2() -> Workload {
             contender("threadpool_channel", || {
                 let pool = threadpool();
                 timed(move || {
-                    black_box(collect_channels(|i, tx| {
+                    black_box(collect_channels(W2_TINY, |i, tx| {
                         pool.execute(move || tx.send(black_box(i) * 2).unwrap())
                     }));
                 })
@@ -834,32 +840,16 @@ pub(crate) fn w8() -> Workload {
                 let handle = rt.handle().clone();
                 timed(move || {
                     let _rt = &rt;
-                    black_box(submitters(|n| {
-                        handle.block_on(async {
-                            let hs: Vec<_> = (0..n)
-                                .map(|i| tokio::spawn(async move { black_box(i) * 2 }))
-                                .collect();
-                            let mut sum = 0;
-                            for h in hs {
-                                sum += h.await.unwrap();
-                            }
-                            sum
-                        })
-                    }));
+                    black_box(submitters(|n| handle.block_on(tokio_spawn_tiny(n))));
                 })
             }),
             contender("rayon_spawn_channel", || {
                 let pool = rayon_pool();
                 timed(move || {
                     black_box(submitters(|n| {
-                        let rxs: Vec<_> = (0..n)
-                            .map(|i| {
-                                let (tx, rx) = std::sync::mpsc::sync_channel(1);
-                                pool.spawn(move || tx.send(black_box(i) * 2).unwrap());
-                                rx
-                            })
-                            .collect();
-                        rxs.into_iter().map(|rx| rx.recv().unwrap()).sum()
+                        collect_channels(n, |i, tx| {
+                            pool.spawn(move || tx.send(black_box(i) * 2).unwrap())
+                        })
                     }));
                 })
             }),
