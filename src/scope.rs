@@ -302,7 +302,11 @@ impl<'scope> Join<'scope, '_> {
             // it on a pool shut down since) wakes the wait to run it.
             if self
                 .latch
-                .wait_or(|| self.refused.swap(false, Ordering::AcqRel))
+                // A load first: the spin must not write this line per look.
+                .wait_or(|| {
+                    self.refused.load(Ordering::Acquire)
+                        && self.refused.swap(false, Ordering::AcqRel)
+                })
             {
                 break;
             }

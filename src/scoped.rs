@@ -74,7 +74,11 @@ where
             panic::drop_quietly(unjoined);
             resume_unwind(payload)
         }
-        (Ok(_), Some(p)) => resume_unwind(p.into_panic()),
+        (Ok(value), Some(p)) => {
+            // Its `Drop` must not run while the panic unwinds (an abort).
+            panic::drop_quietly(value);
+            resume_unwind(p.into_panic())
+        }
         (Ok(r), None) => r,
     }
 }

@@ -425,9 +425,10 @@ where
 /// combinator): such a wait must return the moment the context is done, so
 /// it never runs the job inline. Nor do the waits on a shared handle
 /// ([`wait`](Task::wait) and its timed kin), which a
-/// [`cancel`](Task::cancel) from another thread must end at once. Instead, a worker blocked in a wait lends its slot: the pool
-/// may start a thread beyond `max_threads` for the work it waits for, so a
-/// nested wait neither deadlocks at the cap nor outlives its deadline.
+/// [`cancel`](Task::cancel) from another thread must end at once. Instead,
+/// a worker blocked in a wait lends its slot: the pool may start a thread
+/// beyond `max_threads` for the work it waits for, so a nested wait neither
+/// deadlocks at the cap nor outlives its deadline.
 /// Unrelated queued work is never run while waiting.
 ///
 /// # vs `std::thread::JoinHandle`

@@ -272,20 +272,24 @@ impl<T: Send + 'static> TaskSet<T> {
         if let Some(r) = self.early.pop_front() {
             return Some(r);
         }
+        // Cloned (and dropped) outside the lock: a waker's `clone` and `Drop`
+        // are the executor's code.
+        let mut waker = cx.map(|cx| cx.waker().clone());
         loop {
-            let index = {
+            let (index, replaced) = {
                 let mut ready = self.queue.inner.lock().unwrap_or_else(|e| e.into_inner());
-                let index = ready.indices.pop_front();
-                if index.is_none() {
-                    if let Some(cx) = cx {
-                        let old = ready.waker.replace(cx.waker().clone());
-                        drop(ready);
-                        panic::drop_quietly(old);
-                    }
+                match ready.indices.pop_front() {
+                    Some(index) => (Some(index), None),
+                    None => (None, waker.take().and_then(|w| ready.waker.replace(w))),
                 }
-                index?
+            };
+            panic::drop_quietly(replaced);
+            let Some(index) = index else {
+                panic::drop_quietly(waker);
+                return None;
             };
             if let Some(r) = self.poll_entry(index) {
+                panic::drop_quietly(waker);
                 return Some(r);
             }
         }
