@@ -309,6 +309,11 @@ fn cpu_bound_map_does_not_grow_the_pool() {
 /// so during a long CPU-bound `map` it woke one worker more than the pool's
 /// `target_running`: three threads time-shared two CPUs (W4 ran up to 30 %
 /// slower). Now the caller plus `target_running - 1` workers run the items.
+///
+/// That bug woke the extra worker in every run. A thread the hypervisor
+/// stalls for a tick rightly looks blocked to the monitor, which may then add
+/// a helper: on this shared VM that happened in 1 of ~65 runs. So the map
+/// is tried up to three times and one run within the target passes.
 #[test]
 fn cpu_bound_map_keeps_target_running_threads_computing_caller_included() {
     within(120, || {
@@ -319,8 +324,6 @@ fn cpu_bound_map_keeps_target_running_threads_computing_caller_included() {
         // which the monitor rightly counted as blocked and grew for).
         static RUN: AtomicUsize = AtomicUsize::new(0);
         thread_local!(static SEEN_IN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
-        let run = RUN.fetch_add(1, Ordering::SeqCst) + 1;
-        let used = AtomicUsize::new(0);
         let n = if cfg!(debug_assertions) {
             300_000
         } else {
@@ -330,20 +333,28 @@ fn cpu_bound_map_keeps_target_running_threads_computing_caller_included() {
         // thread starts (the monitor's heuristic); that is not what this
         // test is about.
         pool.install(|| va::map(0..10_000u64, |i| i + 1)).unwrap();
-        // Tens of milliseconds of CPU work: dozens of monitor ticks.
-        pool.install(|| {
-            va::map(0..n, |i: u64| {
-                if i % 1024 == 0 && SEEN_IN.with(|s| s.replace(run)) != run {
-                    used.fetch_add(1, Ordering::Relaxed);
-                }
-                (0..20).fold(i, |a, b| a.rotate_left(5) ^ b)
-            })
-            .unwrap()
-        });
-        let used = used.load(Ordering::SeqCst);
-        assert!(
-            used <= 2,
-            "{used} threads ran the items of a map on a pool targeting 2: {:?}",
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            let run = RUN.fetch_add(1, Ordering::SeqCst) + 1;
+            let used = AtomicUsize::new(0);
+            // Tens of milliseconds of CPU work: dozens of monitor ticks.
+            pool.install(|| {
+                va::map(0..n, |i: u64| {
+                    if i % 1024 == 0 && SEEN_IN.with(|s| s.replace(run)) != run {
+                        used.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (0..20).fold(i, |a, b| a.rotate_left(5) ^ b)
+                })
+                .unwrap()
+            });
+            let used = used.load(Ordering::SeqCst);
+            if used <= 2 {
+                return;
+            }
+            runs.push(used);
+        }
+        panic!(
+            "{runs:?} threads ran the items of each of three maps on a pool targeting 2: {:?}",
             pool.stats()
         );
     });
