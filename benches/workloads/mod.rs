@@ -480,6 +480,12 @@ pub(crate) fn w4() -> Workload {
     }
 }
 
+/// `va::all` of three trivial closures: W5's contender, and G1's baseline.
+fn all3() -> u64 {
+    let (a, b, c) = va::all((|| black_box(1u64), || black_box(2u64), || black_box(3u64))).unwrap();
+    a + b + c
+}
+
 /// W5: `all` of three trivial closures.
 pub(crate) fn w5() -> Workload {
     Workload {
@@ -488,14 +494,7 @@ pub(crate) fn w5() -> Workload {
         ops: W5_OPS,
         unit: Unit::Micros,
         contenders: vec![
-            contender("velocity_async_all", || {
-                repeat(W5_OPS, || {
-                    let (a, b, c) =
-                        va::all((|| black_box(1u64), || black_box(2u64), || black_box(3u64)))
-                            .unwrap();
-                    a + b + c
-                })
-            }),
+            contender("velocity_async_all", || repeat(W5_OPS, all3)),
             contender("rayon_join_outside_pool", || {
                 repeat(W5_OPS, || {
                     let (a, (b, c)) = rayon::join(
@@ -885,14 +884,7 @@ pub(crate) fn g1() -> Workload {
                     v.iter().sum()
                 })
             }),
-            contender("velocity_async_all", || {
-                repeat(W5_OPS, || {
-                    let (a, b, c) =
-                        va::all((|| black_box(1u64), || black_box(2u64), || black_box(3u64)))
-                            .unwrap();
-                    a + b + c
-                })
-            }),
+            contender("velocity_async_all", || repeat(W5_OPS, all3)),
             contender("velocity_async_scope", || {
                 repeat(W5_OPS, || {
                     va::scope(|s| {
