@@ -133,6 +133,9 @@ pub(crate) struct WorkerInfo {
     pub(crate) has_idled: AtomicBool,
     /// The loop whose helper it runs (`Runnable::scope_id`), or 0.
     pub(crate) scope: AtomicU64,
+    /// Found the pool's lock held on its way to the next job since the
+    /// monitor last looked (`Shared::lock_between_jobs`); the monitor clears it.
+    pub(crate) waited_for_lock: AtomicBool,
 }
 
 /// How an idle worker is woken.
@@ -382,6 +385,7 @@ fn caller_info() -> Option<Arc<WorkerInfo>> {
                         busy: AtomicBool::new(true),
                         blocked: AtomicBool::new(false),
                         idle_in_job: AtomicBool::new(false),
+                        waited_for_lock: AtomicBool::new(false),
                         jobs: AtomicU64::new(0),
                         // Not measured from its birth: it did other things.
                         has_idled: AtomicBool::new(true),
@@ -525,6 +529,22 @@ impl Shared {
         // because every critical section finishes its updates before anything
         // that could panic.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The lock, taken by a worker between two jobs. A worker that finds it
+    /// held (a submitter or another worker has it) says so in `info`: the
+    /// CPU time it then spends asleep on this lock is the pool's own
+    /// contention, which more threads would only worsen, not blocking work
+    /// (the monitor's `classify` reads the flag).
+    pub(crate) fn lock_between_jobs(&self, info: &WorkerInfo) -> MutexGuard<'_, State> {
+        match self.state.try_lock() {
+            Ok(st) => st,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                info.waited_for_lock.store(true, Ordering::Relaxed);
+                self.lock()
+            }
+        }
     }
 
     /// How many threads may be alive, and how many jobs may run at once:

@@ -21,6 +21,7 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
             busy: AtomicBool::new(false),
             blocked: AtomicBool::new(false),
             idle_in_job: AtomicBool::new(false),
+            waited_for_lock: AtomicBool::new(false),
             jobs: Default::default(),
             has_idled: AtomicBool::new(false),
             scope: Default::default(),
@@ -76,7 +77,7 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
                 crate::panic::recover(payload);
             }
             info.busy.store(false, Ordering::Relaxed);
-            st = shared.lock();
+            st = shared.lock_between_jobs(&info);
             st.running -= 1;
             st.outstanding -= 1;
             if st.outstanding == 0 && st.closed {
