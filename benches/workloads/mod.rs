@@ -28,6 +28,27 @@ impl Drop for Teardown {
     }
 }
 
+/// The threads of this process as the OS counts them (Linux; `None`
+/// elsewhere).
+fn os_threads() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Threads:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Waits (up to 10 s) until the OS counts no more threads than `before`: a
+/// cold-pool sample must not start while the last one's ~600 threads are
+/// still exiting (unmapping their stacks). A pool counts a thread gone, and
+/// a runtime's drop returns, before the kernel is done with it; measured
+/// here, the next sample's submits then took 16-35 ms instead of 0.5 ms.
+fn wait_for_os_threads(before: Option<u64>) {
+    let Some(before) = before else { return };
+    let start = std::time::Instant::now();
+    while os_threads().is_some_and(|n| n > before) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// An iteration with nothing to tear down.
 fn timed(mut f: impl FnMut() + 'static) -> Iteration {
     Box::new(move || {
@@ -409,6 +430,7 @@ pub(crate) fn w3_cold() -> Workload {
         contenders: vec![
             contender("velocity_async", || {
                 Box::new(|| {
+                    let before = os_threads();
                     let pool = va::Pool::builder().build();
                     w3_velocity(&pool);
                     Teardown(Some(Box::new(move || {
@@ -418,14 +440,19 @@ pub(crate) fn w3_cold() -> Workload {
                         while pool.stats().threads_alive > 0 {
                             std::thread::sleep(Duration::from_millis(1));
                         }
+                        wait_for_os_threads(before);
                     })))
                 })
             }),
             contender("tokio_spawn_blocking", || {
                 Box::new(|| {
+                    let before = os_threads();
                     let rt = tokio_runtime();
                     w3_tokio(&rt);
-                    Teardown(Some(Box::new(move || drop(rt))))
+                    Teardown(Some(Box::new(move || {
+                        drop(rt);
+                        wait_for_os_threads(before);
+                    })))
                 })
             }),
         ],
