@@ -334,9 +334,8 @@ fn classify(
             let stuck = previous.is_some_and(|(_, _, prev_jobs)| prev_jobs == Some(jobs));
             // Likewise, whatever the CPUs, a worker that started a new job
             // and found the pool's lock held on its way is churning: its
-            // sleep was on our lock. (Counting those grew the pool to 7-12
-            // threads for 100,000 tiny jobs on 2 CPUs, 18-34 under
-            // ThreadSanitizer.)
+            // sleep was on our lock (docs/PERFORMANCE.md, #16's second
+            // pass, has the thread counts with and without this rule).
             let churning = !stuck && w.waited_for_lock.load(Ordering::Relaxed);
             low = !churning
                 && match asleep {

@@ -204,9 +204,8 @@ pub(crate) struct Tick {
     /// two jobs (counted running by the pool, not yet flagged busy with the
     /// next), woken or starting, or spinning. They compute, or are about
     /// to. Without them a burst of tiny jobs, whose workers the snapshot
-    /// mostly catches between jobs, looked like idle CPUs and grew the pool
-    /// by the target every tick (7-12 threads on 2 CPUs, 18-34 under
-    /// ThreadSanitizer).
+    /// mostly catches between jobs, looks like idle CPUs and grows the pool
+    /// by the target every tick.
     pub(crate) on_the_way: usize,
     /// Of the busy ones, how many are blocked.
     pub(crate) blocked: usize,
