@@ -291,20 +291,42 @@ pub struct Context {
     inner: Option<Arc<Inner>>,
 }
 
+/// A job's context that is made only when first asked for
+/// ([`Context::current`], a cancel): most jobs never ask, and then cost no
+/// allocation for it (`TaskCell` is the one implementor).
+pub(crate) trait LazyContext: Send + Sync {
+    /// The context, made now if nobody asked before; the same one every time.
+    fn context(&self) -> Context;
+}
+
+/// What [`Context::current`] returns on this thread.
+enum Current {
+    Made(Context),
+    Lazy(Arc<dyn LazyContext>),
+}
+
 crate::sync::thread_local_const! {
-    static CURRENT: RefCell<Context> = RefCell::new(Context { inner: None });
+    static CURRENT: RefCell<Current> = RefCell::new(Current::Made(Context { inner: None }));
 }
 
 /// Restores the previous current context on drop.
 pub(crate) struct CurrentGuard {
-    previous: Context,
+    previous: Current,
 }
 
 impl Drop for CurrentGuard {
     fn drop(&mut self) {
-        let previous = std::mem::replace(&mut self.previous, Context::background());
+        let previous = std::mem::replace(&mut self.previous, Current::Made(Context::background()));
         let _ = CURRENT.try_with(|c| *c.borrow_mut() = previous);
     }
+}
+
+/// Makes `current` the thread's current context until the guard drops.
+fn enter_current(current: Current) -> CurrentGuard {
+    let previous = CURRENT
+        .try_with(|c| std::mem::replace(&mut *c.borrow_mut(), current))
+        .unwrap_or(Current::Made(Context::background()));
+    CurrentGuard { previous }
 }
 
 impl Context {
@@ -523,9 +545,16 @@ impl Context {
     /// assert!(task.get().unwrap_err().is_timeout());
     /// ```
     pub fn current() -> Context {
-        CURRENT
-            .try_with(|c| c.borrow().clone())
-            .unwrap_or_else(|_| Context::background())
+        let lazy = CURRENT.try_with(|c| match &*c.borrow() {
+            Current::Made(ctx) => Err(ctx.clone()),
+            Current::Lazy(source) => Ok(source.clone()),
+        });
+        match lazy {
+            // Made outside the borrow of `CURRENT`.
+            Ok(Ok(source)) => source.context(),
+            Ok(Err(ctx)) => ctx,
+            Err(_) => Context::background(),
+        }
     }
 
     // ----- crate internals -------------------------------------------------
@@ -536,10 +565,19 @@ impl Context {
 
     /// Makes this context the thread's current one until the guard drops.
     pub(crate) fn enter(&self) -> CurrentGuard {
-        let previous = CURRENT
-            .try_with(|c| std::mem::replace(&mut *c.borrow_mut(), self.clone()))
-            .unwrap_or_else(|_| Context::background());
-        CurrentGuard { previous }
+        enter_current(Current::Made(self.clone()))
+    }
+
+    /// Makes the context `source` will make on first use the thread's
+    /// current one until the guard drops.
+    pub(crate) fn enter_lazy(source: Arc<dyn LazyContext>) -> CurrentGuard {
+        enter_current(Current::Lazy(source))
+    }
+
+    /// Whether this is the background context (no parent to link to, never
+    /// done).
+    pub(crate) fn is_background(&self) -> bool {
+        self.inner.is_none()
     }
 
     pub(crate) fn reason(&self) -> Option<Reason> {

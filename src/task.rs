@@ -23,11 +23,11 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::context::{CancelHook, Context, Reason};
+use crate::context::{CancelHook, Context, LazyContext, Reason};
 use crate::error::Error;
 use crate::panic;
 use crate::pool::{self, Runnable, Shared};
@@ -167,6 +167,12 @@ impl<T> Drop for Slot<T> {
 pub(crate) trait TaskCore<T>: Send + Sync {
     fn slot(&self) -> &Slot<T>;
     fn context(&self) -> Option<&Context>;
+    /// Cancels the work's context (`Task::cancel`).
+    fn cancel(&self) {
+        if let Some(ctx) = self.context() {
+            ctx.cancel();
+        }
+    }
     /// Claims the job if it has not started and runs it on this thread.
     /// Returns false if it had started (or there is no job).
     fn run_inline(&self) -> bool;
@@ -206,7 +212,14 @@ pub(crate) struct TaskCell<T, F> {
     /// the task while it was RUNNING, or the job finishing. See `abandon`.
     abandoned: AtomicBool,
     func: Mutex<Option<F>>,
-    ctx: Context,
+    /// The work's context, a child of the submitter's. Made at once if it
+    /// has a parent or a deadline (it must hear of their end); else only
+    /// when first asked for ([`LazyContext`]: `Context::current()` in the
+    /// job, `Task::cancel`), as most jobs never ask.
+    ctx: OnceLock<Context>,
+    /// This cell, for the lazy context's cancel hook and the job's
+    /// current context.
+    me: Weak<Self>,
     shared: Arc<Shared>,
     /// Given with the task builder: shown in panic reports, the running
     /// thread's name, `Pool::running_tasks` and `tracing` spans.
@@ -227,14 +240,23 @@ where
         f: F,
     ) -> Arc<Self> {
         let external = deadline.is_some();
+        // Under loom the context is always made at once: `OnceLock` is not
+        // modelled, and the eager path is the one the models check.
+        let lazy = parent.is_background() && deadline.is_none() && !cfg!(velocity_loom);
         Arc::new_cyclic(|me: &Weak<Self>| {
             let hook: Weak<dyn CancelHook> = me.clone();
+            let ctx = if lazy {
+                OnceLock::new()
+            } else {
+                OnceLock::from(parent.make_child(deadline, external, Some(hook)))
+            };
             TaskCell {
                 slot: Slot::new(),
                 run: AtomicU8::new(QUEUED),
                 abandoned: AtomicBool::new(false),
                 func: Mutex::new(Some(f)),
-                ctx: parent.make_child(deadline, external, Some(hook)),
+                ctx,
+                me: me.clone(),
                 shared: shared.clone(),
                 name,
             }
@@ -243,9 +265,17 @@ where
 
     /// If the context was born done, decide the outcome now.
     pub(crate) fn resolve_if_born_done(&self) {
-        if let Some(reason) = self.ctx.reason() {
+        if let Some(reason) = self.ctx.get().and_then(Context::reason) {
             let _ = self.slot.resolve(Err(reason.to_error()));
         }
+    }
+
+    /// The work's context, made now if it was not yet (see `ctx`).
+    fn made_context(&self) -> &Context {
+        self.ctx.get_or_init(|| {
+            let hook: Weak<dyn CancelHook> = self.me.clone();
+            Context::background().make_child(None, false, Some(hook))
+        })
     }
 
     fn take_func(&self) -> Option<F> {
@@ -271,7 +301,14 @@ where
             return;
         }
         let result = {
-            let _current = self.ctx.enter();
+            let lazy = match self.ctx.get() {
+                Some(_) => None,
+                None => self.me.upgrade(),
+            };
+            let _current = match lazy {
+                Some(me) => Context::enter_lazy(me),
+                None => self.made_context().enter(),
+            };
             let _named = self.name.as_ref().map(|n| self.shared.enter_named(n));
             let _span = crate::observe::enter_job("task", self.name.as_deref());
             panic::catch_in(self.name.as_ref(), f)
@@ -288,7 +325,7 @@ where
         // The context finished first (a deadline that passed while the work
         // ran, a cancel): that decided the outcome, even if its hook has not
         // run yet. The value is late.
-        let outcome = match self.ctx.reason() {
+        let outcome = match self.ctx.get().and_then(Context::reason) {
             Some(reason) if result.is_ok() => {
                 panic::drop_quietly(result);
                 Err(reason.to_error())
@@ -311,6 +348,16 @@ impl<T, F> Drop for TaskCell<T, F> {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         panic::drop_quietly(f);
+    }
+}
+
+impl<T, F> LazyContext for TaskCell<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    fn context(&self) -> Context {
+        self.made_context().clone()
     }
 }
 
@@ -346,7 +393,12 @@ where
     }
 
     fn context(&self) -> Option<&Context> {
-        Some(&self.ctx)
+        // Not made yet: no deadline and no parent, so nothing to observe.
+        self.ctx.get()
+    }
+
+    fn cancel(&self) {
+        self.made_context().cancel();
     }
 
     fn run_inline(&self) -> bool {
@@ -674,9 +726,7 @@ impl<T> Task<T> {
     /// assert_eq!(done.get().unwrap(), 7);
     /// ```
     pub fn cancel(&self) {
-        if let Some(ctx) = self.core.context() {
-            ctx.cancel();
-        }
+        self.core.cancel();
     }
 
     /// Waits until the outcome is known or `until`; true if it is known.

@@ -352,6 +352,53 @@ fn cancel_resolves_a_running_task_at_once_and_tells_the_work() {
 }
 
 #[test]
+fn the_works_context_is_one_context_whoever_asks_first() {
+    within(60, || {
+        // A cancel before the work ever asked: it still sees it.
+        let (saw_tx, saw_rx) = mpsc::channel();
+        let (started, go_on) = (Gate::new(), Gate::new());
+        let (s, g) = (started.clone(), go_on.clone());
+        let task = va::run(move || {
+            s.open();
+            g.wait();
+            let _ = saw_tx.send(va::Context::current().error());
+        });
+        started.wait();
+        task.cancel();
+        go_on.open();
+        assert!(task.get().unwrap_err().is_cancelled());
+        let seen = saw_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert!(seen.unwrap().is_cancelled());
+
+        // Two asks are one context: cancelling the first ends the second,
+        // and the task.
+        let task = va::run(|| {
+            let (a, b) = (va::Context::current(), va::Context::current());
+            a.cancel();
+            b.error()
+        });
+        assert!(task.get().unwrap_err().is_cancelled());
+
+        // Work started by the work is a child of its context: a cancel of
+        // the outer task reaches it.
+        let (inner_tx, inner_rx) = mpsc::channel();
+        let outer = va::run(move || {
+            let inner = va::run(|| {
+                va::Context::current().wait();
+                va::Context::current().error()
+            });
+            let _ = inner_tx.send(inner);
+        });
+        let inner = inner_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        outer.wait();
+        assert!(!inner.ready());
+        outer.cancel(); // finished: keeps its value, but its context ends
+        assert!(outer.get().is_ok());
+        assert!(inner.get().unwrap_err().is_cancelled());
+    });
+}
+
+#[test]
 fn cancel_of_a_queued_task_never_calls_it_and_drops_it_once() {
     within(60, || {
         let pool = va::Pool::builder().max_threads(1).build();
