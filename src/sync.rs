@@ -80,9 +80,8 @@ pub(crate) const WAIT_SPIN: std::time::Duration = std::time::Duration::from_micr
 ///
 /// It yields the CPU every 128 checks: the thread it waits for may have been
 /// woken onto this very CPU (the scheduler prefers the waker's), and would
-/// otherwise start only when the spin ends. (A race's first job started
-/// 43 µs after the race at the median, 23 µs with the yield; tokio's
-/// `spawn_blocking` 24 µs.)
+/// otherwise start only when the spin ends (measured in docs/PERFORMANCE.md,
+/// #16's second pass).
 pub(crate) fn spin_until(limit: std::time::Duration, done: impl Fn() -> bool) -> bool {
     if cfg!(velocity_loom) {
         // Under loom, time does not pass: spinning only multiplies the

@@ -39,8 +39,8 @@ fn os_threads() -> Option<u64> {
 /// Waits (up to 10 s) until the OS counts no more threads than `before`: a
 /// cold-pool sample must not start while the last one's ~600 threads are
 /// still exiting (unmapping their stacks). A pool counts a thread gone, and
-/// a runtime's drop returns, before the kernel is done with it; measured
-/// here, the next sample's submits then took 16-35 ms instead of 0.5 ms.
+/// a runtime's drop returns, before the kernel is done with it (the effect
+/// on the next sample is in docs/PERFORMANCE.md).
 fn wait_for_os_threads(before: Option<u64>) {
     let Some(before) = before else { return };
     let start = std::time::Instant::now();
