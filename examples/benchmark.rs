@@ -250,15 +250,7 @@ fn machine() -> String {
 }
 
 fn status_field(name: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    workloads::status_field(name).unwrap_or(0)
 }
 
 fn process_threads() -> u64 {

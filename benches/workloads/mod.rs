@@ -28,12 +28,17 @@ impl Drop for Teardown {
     }
 }
 
-/// The threads of this process as the OS counts them (Linux; `None`
-/// elsewhere).
-fn os_threads() -> Option<u64> {
+/// A number from this process's `/proc/self/status` (`"Threads:"`,
+/// `"VmRSS:"`, …): Linux only, `None` elsewhere.
+pub(crate) fn status_field(name: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Threads:"))?;
+    let line = status.lines().find(|l| l.starts_with(name))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The threads of this process as the OS counts them.
+fn os_threads() -> Option<u64> {
+    status_field("Threads:")
 }
 
 /// Waits (up to 10 s) until the OS counts no more threads than `before`: a
