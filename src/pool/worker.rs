@@ -158,7 +158,6 @@ fn spin_for_work(shared: &Shared) {
         return;
     }
     let start = Instant::now();
-    let mut rounds = 0u32;
     'spin: loop {
         for _ in 0..64 {
             if shared.queued.load(Ordering::Acquire) > 0 {
@@ -166,13 +165,12 @@ fn spin_for_work(shared: &Shared) {
             }
             std::hint::spin_loop();
         }
-        rounds += 1;
-        if rounds % 8 == 0 {
-            if start.elapsed() >= shared.config.spin {
-                break;
-            }
-            std::thread::yield_now();
+        if start.elapsed() >= shared.config.spin {
+            break;
         }
+        // Every 64 checks: a thread woken onto this CPU (a waiter its last
+        // job resolved) runs now instead of after the spin.
+        std::thread::yield_now();
     }
     // Decremented before the caller takes the lock and checks the queue, so a
     // submitter that counted on this spinner is always seen (README.md).
