@@ -314,7 +314,15 @@ fn cpu_bound_map_does_not_grow_the_pool() {
 /// stalls for a tick rightly looks blocked to the monitor, which may then add
 /// a helper: on this shared VM that happened in 1 of ~65 runs. So the map
 /// is tried up to three times and one run within the target passes.
+///
+/// Not under ThreadSanitizer (`.ci/run` sets `--cfg velocity_tsan`): TSan
+/// slows threads unevenly, so the monitor misread them (3 threads ran the
+/// map on a pool targeting 2 in 5 of 12 runs).
 #[test]
+#[cfg_attr(
+    velocity_tsan,
+    ignore = "ThreadSanitizer slows threads unevenly; the monitor's reading is checked in every other step"
+)]
 fn cpu_bound_map_keeps_target_running_threads_computing_caller_included() {
     within(120, || {
         let pool = va::Pool::builder().target_running(2).build();

@@ -56,9 +56,16 @@ fn cpu_work_does_not_oversubscribe() {
                 .map(|i| i.wrapping_mul(i))
                 .fold(0, u64::wrapping_add)
         );
+        // Under ThreadSanitizer (`.ci/run` sets `--cfg velocity_tsan`) the
+        // bound is looser: beside this binary's other tests, workers asleep
+        // mid-job for a whole tick, which the monitor rightly reads as
+        // blocked, grew the pool to 17-36 threads (6 runs here, 1 in CI),
+        // while without TSan the same runs, even beside three CPU hogs on
+        // two CPUs, start 3-4. The loose bound still catches "hundreds".
+        let bound = if cfg!(velocity_tsan) { 128 } else { 32 };
         let s = pool.stats();
         assert!(
-            s.threads_spawned <= 32,
+            s.threads_spawned <= bound,
             "tiny CPU jobs must not spawn hundreds of threads: {s:?}"
         );
 
