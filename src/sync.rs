@@ -76,34 +76,41 @@ pub(crate) use thread_local_const;
 /// threads takes well under a microsecond, a wake-up of a sleeping one tens.
 pub(crate) const WAIT_SPIN: std::time::Duration = std::time::Duration::from_micros(20);
 
-/// Spins up to `limit` until `done()` holds; returns its last value.
-///
-/// It yields the CPU every 128 checks: the thread it waits for may have been
-/// woken onto this very CPU (the scheduler prefers the waker's), and would
-/// otherwise start only when the spin ends (measured in docs/PERFORMANCE.md,
-/// #16's second pass).
+/// Spins up to `limit` until `done()` holds; returns its last value. A
+/// waiter's spin: [`spin_yielding`] every 128 checks.
 pub(crate) fn spin_until(limit: std::time::Duration, done: impl Fn() -> bool) -> bool {
+    spin_yielding(limit, 128, done)
+}
+
+/// Spins up to `limit` until `done()` holds, yielding the CPU every
+/// `checks` checks; returns `done()`'s last value.
+///
+/// The yield matters: the thread being waited for may have been woken onto
+/// this very CPU (the scheduler prefers the waker's), and would otherwise
+/// start only when the spin ends (measured in docs/PERFORMANCE.md, #16's
+/// second pass).
+pub(crate) fn spin_yielding(
+    limit: std::time::Duration,
+    checks: u32,
+    done: impl Fn() -> bool,
+) -> bool {
     if cfg!(velocity_loom) {
         // Under loom, time does not pass: spinning only multiplies the
         // interleavings to explore. The blocking path is what is checked.
-        let _ = limit;
+        let _ = (limit, checks);
         return done();
     }
     let start = std::time::Instant::now();
-    let mut i = 0u32;
     loop {
-        for _ in 0..32 {
+        for _ in 0..checks {
             if done() {
                 return true;
             }
             std::hint::spin_loop();
         }
-        i += 1;
-        if i % 4 == 0 {
-            if start.elapsed() >= limit {
-                return done();
-            }
-            std::thread::yield_now();
+        if start.elapsed() >= limit {
+            return done();
         }
+        std::thread::yield_now();
     }
 }

@@ -157,21 +157,11 @@ fn spin_for_work(shared: &Shared) {
         shared.spinners.fetch_sub(1, Ordering::SeqCst);
         return;
     }
-    let start = Instant::now();
-    'spin: loop {
-        for _ in 0..64 {
-            if shared.queued.load(Ordering::Acquire) > 0 {
-                break 'spin;
-            }
-            std::hint::spin_loop();
-        }
-        if start.elapsed() >= shared.config.spin {
-            break;
-        }
-        // Every 64 checks: a thread woken onto this CPU (a waiter its last
-        // job resolved) runs now instead of after the spin.
-        std::thread::yield_now();
-    }
+    // Every 64 checks it yields: a thread woken onto this CPU (a waiter its
+    // last job resolved) runs now instead of after the spin.
+    crate::sync::spin_yielding(shared.config.spin, 64, || {
+        shared.queued.load(Ordering::Acquire) > 0
+    });
     // Decremented before the caller takes the lock and checks the queue, so a
     // submitter that counted on this spinner is always seen (README.md).
     shared.spinners.fetch_sub(1, Ordering::SeqCst);
