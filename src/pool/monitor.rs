@@ -73,21 +73,20 @@ pub(super) fn main_loop(pool: Weak<Shared>) {
             // A worker idle inside its job (a loop helper waiting for its
             // input) is neither computing nor blocked: left out.
             let working = |w: &Arc<WorkerInfo>| !w.idle_in_job.load(Ordering::Relaxed);
-            let mut busy: Vec<Arc<WorkerInfo>> = st
-                .workers
-                .iter()
-                .filter(|w| w.busy.load(Ordering::Relaxed) && working(w))
-                .cloned()
-                .collect();
+            // One pass: the busy workers to sample, and how many are flagged
+            // busy at all.
+            let mut busy: Vec<Arc<WorkerInfo>> = Vec::new();
+            let mut flagged = 0;
+            for w in st.workers.iter().filter(|w| w.busy.load(Ordering::Relaxed)) {
+                flagged += 1;
+                if working(w) {
+                    busy.push(w.clone());
+                }
+            }
             let workers_busy = busy.len();
             // Counted running by the pool but not flagged busy: between two
             // jobs (on its way to the lock to take the next). Woken,
             // starting and spinning workers take work unwoken too.
-            let flagged = st
-                .workers
-                .iter()
-                .filter(|w| w.busy.load(Ordering::Relaxed))
-                .count();
             let on_the_way = st.running.saturating_sub(flagged) + counts.coming();
             // Loop callers outside the pool are sampled the same way.
             busy.extend(shared.callers().into_iter().filter(working));
