@@ -40,39 +40,58 @@ use crate::pool::{BlockedGuard, Job, Runnable, Shared, Wake};
 use crate::semaphore::Semaphore;
 use crate::sync::{spin_until, AtomicBool, AtomicUsize, Condvar, Mutex, WAIT_SPIN};
 
-/// Counts jobs in flight; `wait` returns when it reaches zero.
+/// Counts jobs in flight; its one owner waits until it reaches zero.
+///
+/// The count and a "the owner sleeps" bit share one word, so the last
+/// `count_down` learns from its own subtraction whether anyone must be
+/// woken: a scope whose owner never slept (the common case: it ran the jobs
+/// nobody took, or spun while the last one finished) ends without touching
+/// the lock or the condition variable (a `notify_all` is a system call
+/// whether or not a thread waits). Both sides change the one word with
+/// read-modify-writes, whose order is total, so no wake-up is lost: either
+/// the owner's `fetch_or` of the bit comes first and the last count-down
+/// sees it, or the count-down comes first and the owner's `fetch_or`
+/// returns the zero count.
 pub(crate) struct Latch {
-    /// ORDERING: `count_down` is Release and `wait` reads with Acquire, so
-    /// everything a job wrote (its result) is visible after `wait`.
-    pending: AtomicUsize,
+    /// `ONE` per job in flight, plus `SLEEPING` while the owner is (about
+    /// to be) blocked on `cond`. ORDERING: `count_down` is Release and the
+    /// owner reads with Acquire, so everything a job wrote (its result) is
+    /// visible once the count reads zero.
+    state: AtomicUsize,
     lock: Mutex<()>,
     cond: Condvar,
 }
 
+/// The owner is blocked, or about to block, on the latch's condvar.
+const SLEEPING: usize = 1;
+/// One job in flight.
+const ONE: usize = 2;
+
 impl Latch {
     fn new() -> Latch {
         Latch {
-            pending: AtomicUsize::new(0),
+            state: AtomicUsize::new(0),
             lock: Mutex::new(()),
             cond: Condvar::new(),
         }
     }
 
     fn count_up(&self) {
-        self.pending.fetch_add(1, Ordering::Relaxed);
+        self.state.fetch_add(ONE, Ordering::Relaxed);
     }
 
     fn count_down(&self) {
-        if self.pending.fetch_sub(1, Ordering::Release) == 1 {
-            // Take the lock so a waiter between its check and its sleep cannot
-            // miss the notification.
+        let before = self.state.fetch_sub(ONE, Ordering::Release);
+        if before == ONE | SLEEPING {
+            // Take the lock so the owner, between setting the bit and its
+            // sleep, cannot miss the notification.
             drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()));
             self.cond.notify_all();
         }
     }
 
     fn is_zero(&self) -> bool {
-        self.pending.load(Ordering::Acquire) == 0
+        self.state.load(Ordering::Acquire) < ONE
     }
 
     #[cfg(all(test, velocity_loom))]
@@ -83,7 +102,7 @@ impl Latch {
     /// Waits until the count reads zero (true) or, checked under the lock
     /// so a `poke` cannot slip past it, `poked()` holds (false). `poked`
     /// may consume what it checks (a swap): it is believed the first time
-    /// it holds.
+    /// it holds. Only the latch's owner calls it (one waiter at a time).
     fn wait_or(&self, poked: impl Fn() -> bool) -> bool {
         let was_poked = std::cell::Cell::new(false);
         let spun = spin_until(WAIT_SPIN, || {
@@ -97,15 +116,21 @@ impl Latch {
         }
         let _blocked = BlockedGuard::enter();
         let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if self.is_zero() {
-                return true;
+        let zero = loop {
+            // Sets the bit (again: harmless) and reads the count in one step.
+            if self.state.fetch_or(SLEEPING, Ordering::Acquire) < ONE {
+                break true;
             }
             if poked() {
-                return false;
+                break false;
             }
             guard = self.cond.wait(guard).unwrap_or_else(|e| e.into_inner());
-        }
+        };
+        // Awake: a later count-down need not notify. (One that already saw
+        // the bit notifies nobody, harmlessly.)
+        self.state.fetch_and(!SLEEPING, Ordering::Relaxed);
+        drop(guard);
+        zero
     }
 
     /// Wakes the waiter to look at `poked` again.
