@@ -100,7 +100,10 @@ pub(crate) fn spin_yielding(
         let _ = (limit, checks);
         return done();
     }
-    let start = std::time::Instant::now();
+    // The clock is read only once the first round of checks failed: most
+    // waits end inside it, and a clock read costs as much as ~100 checks on
+    // a VM (`docs/PERFORMANCE.md`, #16's third pass).
+    let mut start = None;
     loop {
         for _ in 0..checks {
             if done() {
@@ -108,6 +111,7 @@ pub(crate) fn spin_yielding(
             }
             std::hint::spin_loop();
         }
+        let start = *start.get_or_insert_with(std::time::Instant::now);
         if start.elapsed() >= limit {
             return done();
         }
