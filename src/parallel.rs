@@ -3,11 +3,15 @@
 //! `for_each` and `map`, use `stream.rs`, which shares this file's options,
 //! chunk sizes and panic record.)
 //!
-//! * The caller's thread is the first helper. Each helper, when it starts,
-//!   launches up to two more (a tree), until `limit` helpers exist or there
-//!   are as many helpers as items. So CPU-bound loops keep about one helper
-//!   per CPU busy (the pool does not grow for them), while blocking items
-//!   make the pool grow and more helpers start — one default serves both.
+//! * The caller's thread is the first helper. It launches one more; each
+//!   launched helper, when it starts, launches up to two more (a tree),
+//!   until `limit` helpers exist or there are as many helpers as items. (The
+//!   caller launches only one because it runs items at once: a small `all`
+//!   of fast items is often done before a second helper could start, and
+//!   every helper launched costs a submit and usually a wake-up.) So
+//!   CPU-bound loops keep about one helper per CPU busy (the pool does not
+//!   grow for them), while blocking items make the pool grow and more
+//!   helpers start — one default serves both.
 //! * A helper takes items in chunks under one lock. A chunk starts at one
 //!   item and doubles while items are fast (under 20 µs each), up to 4,096,
 //!   so a million tiny items cost a few hundred lock acquisitions, while
@@ -121,7 +125,7 @@ where
             // sleeps instead, this keeps exactly `target_running` threads
             // computing), and the monitor samples it like a worker.
             let _caller = pool.enter_external(join.id());
-            helper(&shared, join);
+            helper(&shared, join, 1);
         });
     }
     let Shared {
@@ -145,14 +149,16 @@ where
 fn helper<'scope, 'env, T, R, B>(
     shared: &'env Shared<'env, T, R, B>,
     join: &'scope Join<'scope, 'env>,
+    fan_out: usize,
 ) where
     T: Send,
     R: Send,
     B: Fn(usize, T) -> R + Sync,
 {
-    // Start up to two more helpers before working: a tree, so a burst of
-    // blocking items reaches `limit` helpers in log2(limit) hand-offs.
-    for _ in 0..2 {
+    // Start up to `fan_out` more helpers before working (the module docs):
+    // a tree, so a burst of blocking items reaches `limit` helpers in about
+    // log2(limit) hand-offs.
+    for _ in 0..fan_out {
         let launched = shared.launched.load(Ordering::Relaxed);
         let want = shared.opts.limit.min(shared.len);
         if launched >= want || shared.source.claimed() >= shared.len || stopped(shared) {
@@ -163,7 +169,7 @@ fn helper<'scope, 'env, T, R, B>(
             .compare_exchange(launched, launched + 1, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
-            join.spawn(move || helper(shared, join));
+            join.spawn(move || helper(shared, join, 2));
         }
     }
     helper_loop(shared);
