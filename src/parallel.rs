@@ -230,6 +230,8 @@ where
 {
     let _current = shared.opts.ctx.enter();
     let mut chunk = 1usize;
+    // When the last chunk ended, if it was timed: the next one's start.
+    let mut last_end: Option<Instant> = None;
     loop {
         // Between chunks, the full check: it also reads the clock against
         // the context's deadline.
@@ -240,20 +242,29 @@ where
             return;
         };
         let n = batch.len();
-        let began = Instant::now();
+        // Near the end, at most half an equal share of what is left, so the
+        // helpers run out of items together instead of one finishing a last
+        // big chunk alone (OpenMP's "guided" schedule). If that bound is
+        // already 1 now, it is 1 after the batch too (fewer items left, no
+        // fewer helpers), so the next chunk is 1 whatever the batch takes:
+        // no clock reads (they cost more than a small `all`'s items).
+        let clamp = |shared: &Shared<'_, T, R, B>| {
+            let left = shared.len.saturating_sub(shared.source.claimed());
+            let helpers = shared.launched.load(Ordering::Relaxed).max(1);
+            (left / (2 * helpers)).max(1)
+        };
+        let began = (clamp(shared) > 1).then(|| last_end.unwrap_or_else(Instant::now));
         run_batch(shared.opts, &shared.panic, 0, batch, |index, item| {
             (shared.body)(index, item)
         });
         if let Some(progress) = &shared.progress {
             progress.advance(n);
         }
-        chunk = next_chunk(chunk, n, began.elapsed());
-        // Near the end, at most half an equal share of what is left, so the
-        // helpers run out of items together instead of one finishing a last
-        // big chunk alone (OpenMP's "guided" schedule).
-        let left = shared.len.saturating_sub(shared.source.claimed());
-        let helpers = shared.launched.load(Ordering::Relaxed).max(1);
-        chunk = chunk.min((left / (2 * helpers)).max(1));
+        last_end = began.map(|_| Instant::now());
+        chunk = match (began, last_end) {
+            (Some(began), Some(end)) => next_chunk(chunk, n, end - began).min(clamp(shared)),
+            _ => 1,
+        };
     }
 }
 
