@@ -71,9 +71,26 @@ mod sealed {
     pub trait Sealed {}
 }
 
+/// A job for [`run_each`]: its closure is taken out and called on the
+/// first call, so each job runs once. The caller keeps the jobs on its own
+/// stack and hands out `&mut` references (no box per job: the loop engine
+/// gives each item to exactly one helper).
+type Each<'a> = &'a mut (dyn FnMut() + Send);
+
+/// Makes a job for [`run_each`] that calls `f` once and passes its value to
+/// `done` (both run on the helper that takes the job).
+fn each<T>(f: impl FnOnce() -> T + Send, done: impl FnOnce(T) + Send) -> impl FnMut() + Send {
+    let mut job = Some((f, done));
+    move || {
+        if let Some((f, done)) = job.take() {
+            done(f());
+        }
+    }
+}
+
 /// Runs erased jobs, each writing its own result slot.
-fn run_boxed(
-    jobs: Vec<Box<dyn FnOnce() + Send + '_>>,
+fn run_each(
+    jobs: Vec<Each<'_>>,
     limit: usize,
     ctx: &Context,
     on_panic: Option<parallel::PanicHook<'_>>,
@@ -82,7 +99,7 @@ fn run_boxed(
         on_panic,
         ..Options::new(limit, ctx)
     };
-    parallel::run(jobs, &opts, &|_, job: Box<dyn FnOnce() + Send + '_>| job()).map(|_| ())
+    parallel::run(jobs, &opts, &|_, job: Each<'_>| job()).map(|_| ())
 }
 
 impl<F, T> sealed::Sealed for Vec<F> where F: FnOnce() -> T + Send {}
@@ -107,16 +124,19 @@ where
         let mut settled: Vec<Option<Result<T, Error>>> = (0..self.len()).map(|_| None).collect();
         let ctx = parallel::call_context();
         let ended = {
-            let jobs: Vec<Box<dyn FnOnce() + Send + '_>> = self
+            let mut jobs: Vec<_> = self
                 .into_iter()
                 .zip(settled.iter_mut())
                 .map(|(f, place)| {
-                    Box::new(move || *place = Some(crate::panic::catch(f).map_err(Error::Panic)))
-                        as Box<dyn FnOnce() + Send + '_>
+                    each(
+                        move || crate::panic::catch(f).map_err(Error::Panic),
+                        move |r| *place = Some(r),
+                    )
                 })
                 .collect();
+            let jobs: Vec<Each<'_>> = jobs.iter_mut().map(|j| j as Each<'_>).collect();
             // Each job catches its own panic: only the context can end it.
-            run_boxed(jobs, limit, &ctx, None).err()
+            run_each(jobs, limit, &ctx, None).err()
         };
         settled
             .into_iter()
@@ -219,10 +239,10 @@ macro_rules! tuple_jobs {
                 $(let mut $slot: Option<$t> = None;)+
                 {
                     $(let $slot = &mut $slot;)+
-                    let jobs: Vec<Box<dyn FnOnce() + Send + '_>> = vec![
-                        $({ let f = self.$idx; Box::new(move || *$slot = Some(f())) },)+
-                    ];
-                    run_boxed(jobs, limit, &parallel::call_context(), None)?;
+                    // Each job, named after the slot it fills (shadowing the
+                    // `&mut` its closure moves in).
+                    $(let mut $slot = each(self.$idx, move |v| *$slot = Some(v));)+
+                    run_each(vec![$(&mut $slot as Each<'_>,)+], limit, &parallel::call_context(), None)?;
                 }
                 // Without a panic or a done context every slot was written.
                 Ok(($(match $slot { Some(v) => v, None => unreachable!("every job ran") },)+))
@@ -233,16 +253,17 @@ macro_rules! tuple_jobs {
                 let ended;
                 {
                     $(let $slot = &mut $slot;)+
-                    let jobs: Vec<Box<dyn FnOnce() + Send + '_>> = vec![
-                        $({
-                            let f = self.$idx;
-                            Box::new(move || *$slot = Some(crate::panic::catch(f).map_err(Error::Panic)))
-                        },)+
-                    ];
+                    $(
+                        let f = self.$idx;
+                        let mut $slot = each(
+                            move || crate::panic::catch(f).map_err(Error::Panic),
+                            move |r| *$slot = Some(r),
+                        );
+                    )+
                     // Each job catches its own panic: only the context can
                     // end the call, and a job it kept from starting gets its
                     // error.
-                    ended = run_boxed(jobs, limit, &parallel::call_context(), None).err();
+                    ended = run_each(vec![$(&mut $slot as Each<'_>,)+], limit, &parallel::call_context(), None).err();
                 }
                 let ended = ended.unwrap_or(Error::Cancelled);
                 ($(match $slot { Some(r) => r, None => Err(ended.clone()) },)+)
@@ -264,17 +285,14 @@ macro_rules! tuple_jobs {
                 {
                     $(let $slot = &mut $slot;)+
                     let (errors, ctx) = (&errors, &ctx);
-                    let jobs: Vec<Box<dyn FnOnce() + Send + '_>> = vec![
-                        $({
-                            let f = self.$idx;
-                            Box::new(move || match f() {
-                                Ok(v) => *$slot = Some(v),
-                                Err(e) => errors.fail(ctx, e),
-                            })
-                        },)+
-                    ];
+                    $(
+                        let mut $slot = each(self.$idx, move |r| match r {
+                            Ok(v) => *$slot = Some(v),
+                            Err(e) => errors.fail(ctx, e),
+                        });
+                    )+
                     let on_panic = |_: usize, p: &PanicError| errors.fail(ctx, E::from(Error::Panic(p.clone())));
-                    ended = run_boxed(jobs, limit, ctx, Some(&on_panic)).err();
+                    ended = run_each(vec![$(&mut $slot as Each<'_>,)+], limit, ctx, Some(&on_panic)).err();
                 }
                 if let Some(e) = errors.take().or_else(|| ended.map(E::from)) {
                     $(crate::panic::drop_quietly($slot);)+
