@@ -140,38 +140,42 @@ impl Latch {
     }
 }
 
-type Erased = Box<dyn FnOnce() + Send + 'static>;
-
-/// A queued job whose closure borrows from a [`scope`].
-pub(crate) struct ScopedJob {
+/// A queued job whose closure borrows from a [`scope`]: one allocation
+/// holding the closure and what it takes to claim and count it. Handed out
+/// as an `Arc<dyn Runnable>` with its lifetime erased (`Join::spawn_with`).
+struct ScopedJob<F> {
     /// The scope's id (`Runnable::scope_id`).
     scope_id: u64,
     /// ORDERING: the claim is a swap; whoever turns it true runs the closure.
     claimed: AtomicBool,
-    run: Mutex<Option<Erased>>,
+    /// Taken, and so consumed, by the claim's winner.
+    run: Mutex<Option<F>>,
     latch: Arc<Latch>,
     shared: Arc<Shared>,
 }
 
-impl ScopedJob {
-    /// Runs the closure if nobody claimed it yet; true if this call ran it.
-    pub(crate) fn try_run(&self) -> bool {
+impl<F: FnOnce() + Send> ScopedJob<F> {
+    /// Runs the closure if nobody claimed it yet.
+    fn try_run(&self) {
         if self.claimed.swap(true, Ordering::AcqRel) {
-            return false;
+            return;
         }
         let f = self.run.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(f) = f {
-            // The closure catches its own panics (see `Join::spawn`); calling
-            // it consumes and drops it, so its borrows end before the count.
+            // The closure catches its own panics (see `Join::spawn_with`);
+            // calling it consumes and drops it, so its borrows end before the
+            // count.
             f();
             self.shared.count_done(false);
         }
         self.latch.count_down();
-        true
     }
 }
 
-impl Runnable for ScopedJob {
+impl<F: FnOnce() + Send> Runnable for ScopedJob<F> {
+    /// Runs the job unless someone claimed it: the pool's worker, the
+    /// scope's owner (`Join::run_unstarted`) or a joiner (`ScopedTask::join`),
+    /// whoever comes first.
     fn run_queued(&self) {
         self.try_run();
     }
@@ -193,9 +197,15 @@ impl Runnable for ScopedJob {
     }
 }
 
+/// A handed-out scoped job, its lifetime erased (see `Join::spawn_with`).
+pub(crate) type ScopedRef = Arc<dyn Runnable>;
+
 /// The jobs a scope handed out, for its owner to run those nobody started.
 struct Handed {
-    jobs: Vec<Arc<ScopedJob>>,
+    /// The first job, kept out of `jobs`: most scopes (a small `all`) hand
+    /// out one, which then costs no list.
+    first: Option<ScopedRef>,
+    jobs: Vec<ScopedRef>,
     /// When `jobs` reaches this length, the claimed ones are dropped from it,
     /// so a scope that spawns millions of jobs keeps only those in the queue.
     prune_at: usize,
@@ -228,6 +238,7 @@ impl<'scope> Join<'scope, '_> {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             latch: Arc::new(Latch::new()),
             handed: Mutex::new(Handed {
+                first: None,
                 jobs: Vec::new(),
                 prune_at: 64,
             }),
@@ -251,41 +262,49 @@ impl<'scope> Join<'scope, '_> {
     }
 
     /// Queues `f` on the pool, woken as `wake` says; the job is returned so
-    /// a joiner can run it if nobody has started it.
-    pub(crate) fn spawn_with<F>(&'scope self, wake: Wake, f: F) -> Arc<ScopedJob>
+    /// a joiner can run it if nobody has started it (`run_queued`).
+    pub(crate) fn spawn_with<F>(&'scope self, wake: Wake, f: F) -> ScopedRef
     where
         F: FnOnce() + Send + 'scope,
     {
-        let f: Box<dyn FnOnce() + Send + 'scope> = Box::new(move || {
-            // Defence in depth: never unwind into a worker, whatever `f` does.
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
-                crate::panic::recover(payload);
-            }
-        });
-        // SAFETY: only the lifetime changes (`'scope` to `'static`); the
-        // layout of the box is the same. The box is called or dropped before
-        // the latch is counted down (`ScopedJob::try_run`), and no `Join`
-        // outlives the wait for its latch to read zero (`Join::new` is
-        // called only by `scope`, `open_scope` and `open_group`, which wait
-        // before they return; see the module docs), so the closure never
-        // runs or drops after `'scope` ends.
-        let f: Erased =
-            unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + 'scope>, Erased>(f) };
         self.latch.count_up();
-        let job = Arc::new(ScopedJob {
+        let job: Arc<dyn Runnable + 'scope> = Arc::new(ScopedJob {
             scope_id: self.id,
             claimed: AtomicBool::new(false),
-            run: Mutex::new(Some(f)),
+            run: Mutex::new(Some(move || {
+                // Defence in depth: never unwind into a worker, whatever `f`
+                // does.
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+                    crate::panic::recover(payload);
+                }
+            })),
             latch: self.latch.clone(),
             shared: self.shared.clone(),
         });
+        // SAFETY: only the lifetime changes (`'scope` to `'static`); the
+        // layout of the `Arc` is the same. The closure inside is taken out
+        // and consumed by whoever claims the job, before the latch is counted
+        // down (`ScopedJob::try_run`); no `Join` outlives the wait for its
+        // latch to read zero (`Join::new` is called only by `scope`,
+        // `open_scope` and `open_group`, which wait before they return; see
+        // the module docs), and that wait first claims every job nobody
+        // started (`run_unstarted`). So the closure never runs or drops after
+        // `'scope` ends; what may outlive it (a claimed job still in the
+        // pool's queue, dropped when popped) holds `None` in its place, whose
+        // drop touches nothing the closure borrowed.
+        let job: ScopedRef =
+            unsafe { std::mem::transmute::<Arc<dyn Runnable + 'scope>, ScopedRef>(job) };
         {
             let mut handed = self.handed.lock().unwrap_or_else(|e| e.into_inner());
-            if handed.jobs.len() >= handed.prune_at {
-                handed.jobs.retain(|j| !j.claimed.load(Ordering::Acquire));
-                handed.prune_at = (handed.jobs.len() * 2).max(64);
+            if handed.first.is_none() {
+                handed.first = Some(job.clone());
+            } else {
+                if handed.jobs.len() >= handed.prune_at {
+                    handed.jobs.retain(|j| !j.is_claimed());
+                    handed.prune_at = (handed.jobs.len() * 2).max(64);
+                }
+                handed.jobs.push(job.clone());
             }
-            handed.jobs.push(job.clone());
         }
         if let Err(refused) = self.shared.submit(Job::Task(job.clone()), wake) {
             refused.refuse(Error::ShutDown);
@@ -305,13 +324,15 @@ impl<'scope> Join<'scope, '_> {
     /// the jobs it runs spawn).
     pub(crate) fn run_unstarted(&self) {
         loop {
-            let jobs =
-                std::mem::take(&mut self.handed.lock().unwrap_or_else(|e| e.into_inner()).jobs);
-            if jobs.is_empty() {
+            let (first, jobs) = {
+                let mut handed = self.handed.lock().unwrap_or_else(|e| e.into_inner());
+                (handed.first.take(), std::mem::take(&mut handed.jobs))
+            };
+            if first.is_none() && jobs.is_empty() {
                 return;
             }
-            for job in jobs {
-                job.try_run();
+            for job in first.into_iter().chain(jobs) {
+                job.run_queued();
             }
         }
     }

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::panic::{self, PanicError};
 use crate::parallel::call_context;
 use crate::pool::{self, Wake};
-use crate::scope::{open_scope, ScopedJob};
+use crate::scope::{open_scope, ScopedRef};
 use crate::sync::Mutex;
 use crate::task::Slot;
 
@@ -208,7 +208,7 @@ impl<T> Drop for Packet<'_, T> {
 /// detaches the job (the scope still waits for it, and resumes its panic).
 pub struct ScopedTask<'scope, T> {
     packet: Arc<Packet<'scope, T>>,
-    job: Arc<ScopedJob>,
+    job: ScopedRef,
     /// Hands a `T` to whoever joins, like `Task<T>`: `Send` only if `T` is.
     _scope: PhantomData<std::sync::Mutex<T>>,
 }
@@ -232,7 +232,7 @@ impl<T> ScopedTask<'_, T> {
     pub fn join(self) -> Result<T, Error> {
         let slot = &self.packet.slot;
         if !slot.is_resolved() {
-            self.job.try_run();
+            self.job.run_queued();
         }
         slot.wait();
         // Only `join`, which consumes the handle, takes the outcome.
