@@ -190,6 +190,16 @@ pub(crate) fn fan_out(c: &Counts) -> usize {
     wanted.saturating_sub(c.coming()).min(2).min(c.idle)
 }
 
+/// Whether a worker that found no job may spin for the next one: only
+/// while fewer threads run jobs than there are CPUs to run them (Go spins
+/// only while a P is idle). Else the CPUs are believed busy, and the spin
+/// would take one from a running job — or, if the running jobs are
+/// blocked, from the thread woken for the next job, which then waits for
+/// the spinner to yield.
+pub(crate) fn may_spin(c: &Counts) -> bool {
+    c.computing() < c.target_running
+}
+
 /// What the monitor saw in one tick.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Tick {
@@ -329,6 +339,32 @@ mod tests {
             }),
             None
         );
+    }
+
+    #[test]
+    fn a_worker_spins_only_while_the_cpus_have_room() {
+        assert!(may_spin(&counts()));
+        assert!(may_spin(&Counts {
+            running: 1,
+            ..counts()
+        }));
+        // Two jobs run on two CPUs (say two sleeping racers): a spin would
+        // hold a CPU the next woken worker needs.
+        assert!(!may_spin(&Counts {
+            running: 2,
+            ..counts()
+        }));
+        assert!(!may_spin(&Counts {
+            running: 1,
+            external: 1,
+            ..counts()
+        }));
+        // A worker blocked in a wait of ours lends its CPU.
+        assert!(may_spin(&Counts {
+            running: 2,
+            blocked: 1,
+            ..counts()
+        }));
     }
 
     #[test]

@@ -93,15 +93,19 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
         if st.closed {
             break;
         }
-        drop(st);
         info.has_idled.store(true, Ordering::Relaxed);
-        spin_for_work(&shared);
-        st = shared.lock();
-        if shared.can_take(&st) {
-            continue;
-        }
-        if st.closed {
-            break;
+        // Spin only while the CPUs have room (`policy::may_spin`); else
+        // straight to sleep, still under the lock that found no job.
+        if super::policy::may_spin(&shared.counts(&st)) {
+            drop(st);
+            spin_for_work(&shared);
+            st = shared.lock();
+            if shared.can_take(&st) {
+                continue;
+            }
+            if st.closed {
+                break;
+            }
         }
         // Sleep until woken or the keep-alive passes.
         sleeper.notified.store(false, Ordering::Relaxed);
@@ -147,7 +151,8 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
 /// Spins for up to the configured time while the queue is empty, so a job
 /// submitted right after this worker finished its last one is taken in
 /// nanoseconds instead of a ~25 µs wake-up. At most half the target threads
-/// (at least one) spin at once.
+/// (at least one) spin at once, and only while the CPUs have room (the
+/// caller asks `policy::may_spin`).
 fn spin_for_work(shared: &Shared) {
     let max_spinners = (shared.config.target_running / 2).max(1);
     if shared.config.spin.is_zero() {
