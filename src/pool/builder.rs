@@ -37,9 +37,9 @@ pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
 ///   work is waiting, it starts more threads, up to
 ///   [`max_threads`](Builder::max_threads). CPU-bound work never makes it grow
 ///   past the CPU count.
-/// * Idle threads spin for a few microseconds (a job submitted then costs
-///   about a microsecond, not a ~25 µs wake-up), then sleep, then exit after
-///   the [`keep_alive`](Builder::keep_alive).
+/// * Idle threads spin for a few microseconds while the CPUs have room (a
+///   job submitted then costs about a microsecond, not a ~25 µs wake-up),
+///   then sleep, then exit after the [`keep_alive`](Builder::keep_alive).
 /// * Free functions called from a worker of this pool use this pool.
 ///
 /// Dropping the last `Pool` handle does not stop the work already submitted:
@@ -363,8 +363,10 @@ impl Builder {
 
     /// How long an idle thread spins for new work before it sleeps (default
     /// 50 µs). Spinning costs CPU but turns a ~25 µs wake-up into a hand-off
-    /// of well under a microsecond. `Duration::ZERO` never spins; longer than
-    /// 10 ms is taken as 10 ms.
+    /// of well under a microsecond. A thread spins only while fewer threads
+    /// run jobs than [`target_running`](Builder::target_running): with the
+    /// CPUs full, a spin would take one from the work. `Duration::ZERO`
+    /// never spins; longer than 10 ms is taken as 10 ms.
     ///
     /// ```
     /// use std::time::Duration;
