@@ -101,8 +101,9 @@ pub(crate) fn spin_yielding(
         return done();
     }
     // The clock is read only once the first round of checks failed: most
-    // waits end inside it, and a clock read costs as much as ~100 checks on
-    // a VM (`docs/PERFORMANCE.md`, #16's third pass).
+    // waits end inside it, and a clock read (~30 ns on this project's VM)
+    // costs more than several checks (`docs/PERFORMANCE.md`, #16's third
+    // pass).
     let mut start = None;
     loop {
         for _ in 0..checks {
