@@ -24,18 +24,21 @@ use velocity_async as va;
 #[test]
 fn try_for_each_ends_an_endless_input_at_its_first_error() {
     within(60, || {
-        let started = AtomicUsize::new(0);
+        let failing_ran = std::sync::atomic::AtomicBool::new(false);
         let r = va::try_for_each(0u64.., 4, |i| {
-            started.fetch_add(1, Ordering::Relaxed);
             if i == 1000 {
+                failing_ran.store(true, Ordering::Relaxed);
                 Err(va::Error::Cancelled)
             } else {
                 Ok(())
             }
         });
         assert!(r.unwrap_err().is_cancelled());
-        // Items pulled before the error was seen may have run; the loop ended.
-        assert!(started.load(Ordering::Relaxed) >= 1001);
+        // The loop ended, after the failing item ran. How many of the items
+        // before it ran is not promised: an item another helper had claimed
+        // but not yet started when the error came is never started (CI saw
+        // 1,000 of the first 1,001 start, once in the fallback step).
+        assert!(failing_ran.load(Ordering::Relaxed));
     });
 }
 
