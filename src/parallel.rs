@@ -230,8 +230,9 @@ where
 {
     let _current = shared.opts.ctx.enter();
     let mut chunk = 1usize;
-    // When the last chunk ended, if it was timed: the next one's start.
-    let mut last_end: Option<Instant> = None;
+    // The last chunk's start and end, if it was timed: its end is the next
+    // one's start (one clock read per chunk).
+    let mut timed: Option<(Instant, Instant)> = None;
     loop {
         // Between chunks, the full check: it also reads the clock against
         // the context's deadline.
@@ -242,30 +243,38 @@ where
             return;
         };
         let n = batch.len();
-        // Near the end, at most half an equal share of what is left, so the
-        // helpers run out of items together instead of one finishing a last
-        // big chunk alone (OpenMP's "guided" schedule). If that bound is
-        // already 1 now, it is 1 after the batch too (fewer items left, no
-        // fewer helpers), so the next chunk is 1 whatever the batch takes:
-        // no clock reads (they cost more than a small `all`'s items).
-        let clamp = |shared: &Shared<'_, T, R, B>| {
-            let left = shared.len.saturating_sub(shared.source.claimed());
-            let helpers = shared.launched.load(Ordering::Relaxed).max(1);
-            (left / (2 * helpers)).max(1)
-        };
-        let began = (clamp(shared) > 1).then(|| last_end.unwrap_or_else(Instant::now));
+        // If the guided bound is already 1 now, it is 1 after the batch too
+        // (fewer items left, no fewer helpers), so the next chunk is 1
+        // whatever the batch takes: no clock reads (they cost more than a
+        // small `all`'s items).
+        let began = (bound(shared) > 1).then(|| timed.map_or_else(Instant::now, |(_, end)| end));
         run_batch(shared.opts, &shared.panic, 0, batch, |index, item| {
             (shared.body)(index, item)
         });
         if let Some(progress) = &shared.progress {
             progress.advance(n);
         }
-        last_end = began.map(|_| Instant::now());
-        chunk = match (began, last_end) {
-            (Some(began), Some(end)) => next_chunk(chunk, n, end - began).min(clamp(shared)),
-            _ => 1,
+        timed = began.map(|began| (began, Instant::now()));
+        chunk = match timed {
+            Some((began, end)) => next_chunk(chunk, n, end - began).min(bound(shared)),
+            None => 1,
         };
     }
+}
+
+/// The guided bound of a slice loop's next chunk (`guided_bound` over the
+/// items not yet claimed and the helpers launched).
+fn bound<T, R, B>(shared: &Shared<'_, T, R, B>) -> usize {
+    let left = shared.len.saturating_sub(shared.source.claimed());
+    guided_bound(left, shared.launched.load(Ordering::Relaxed))
+}
+
+/// Near the end of a loop, a chunk holds at most half an equal share of
+/// the `left` items per thread (and at least one), so the threads run out
+/// of items together instead of one finishing a last big chunk alone
+/// (OpenMP's "guided" schedule). Both loop engines bound their chunks so.
+pub(crate) fn guided_bound(left: usize, threads: usize) -> usize {
+    (left / threads.max(1).saturating_mul(2)).max(1)
 }
 
 /// Runs one claimed batch; a panicking item does not stop the rest. Panics
@@ -315,5 +324,29 @@ pub(crate) fn limit_or_default(limit: usize) -> usize {
         DEFAULT_LIMIT
     } else {
         limit
+    }
+}
+
+#[cfg(all(test, not(velocity_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_is_at_most_half_an_equal_share_of_what_is_left() {
+        assert_eq!(guided_bound(100, 5), 10);
+        assert_eq!(guided_bound(19, 2), 4);
+        // Never zero, whatever is left or however many threads.
+        assert_eq!(guided_bound(0, 3), 1);
+        assert_eq!(guided_bound(3, 8), 1);
+        assert_eq!(guided_bound(7, 0), 3, "no helper counted yet is one");
+        assert_eq!(guided_bound(usize::MAX, usize::MAX), 1, "no overflow");
+    }
+
+    #[test]
+    fn chunks_double_while_items_are_fast_and_fall_back_to_one() {
+        let fast = FAST_ITEM / 2;
+        assert_eq!(next_chunk(4, 4, fast * 4), 8);
+        assert_eq!(next_chunk(MAX_CHUNK, MAX_CHUNK, fast), MAX_CHUNK);
+        assert_eq!(next_chunk(8, 8, FAST_ITEM * 8), 1, "as slow as the limit");
     }
 }

@@ -817,8 +817,7 @@ where
         (front.clone(), waiting)
     };
     // Near the end of what the block will hold (all of a known-length
-    // input), at most half an equal share of what is left, so the threads
-    // run out together (OpenMP's "guided" schedule).
+    // input), the guided bound.
     let claimed = block.claims.claimed();
     let left = if block.sealed.load(Ordering::Acquire) {
         block.claims.filled()
@@ -827,7 +826,7 @@ where
     }
     .saturating_sub(claimed);
     let threads = shared.running.load(Ordering::Relaxed) + 1;
-    let size = (*chunk).min((left / (2 * threads)).max(1));
+    let size = (*chunk).min(parallel::guided_bound(left, threads));
     let Some(batch) = block.claims.claim(size) else {
         // Another thread claimed it first: the caller looks again.
         return Took::Ran;
