@@ -123,21 +123,13 @@ where
         // starting still gets an outcome: the context's error.
         let mut settled: Vec<Option<Result<T, Error>>> = (0..self.len()).map(|_| None).collect();
         let ctx = parallel::call_context();
-        let ended = {
-            let mut jobs: Vec<_> = self
-                .into_iter()
-                .zip(settled.iter_mut())
-                .map(|(f, place)| {
-                    each(
-                        move || crate::panic::catch(f).map_err(Error::Panic),
-                        move |r| *place = Some(r),
-                    )
-                })
-                .collect();
-            let jobs: Vec<Each<'_>> = jobs.iter_mut().map(|j| j as Each<'_>).collect();
-            // Each job catches its own panic: only the context can end it.
-            run_each(jobs, limit, &ctx, None).err()
-        };
+        // Each job catches its own panic: only the context can end the loop.
+        let jobs: Vec<_> = self.into_iter().zip(settled.iter_mut()).collect();
+        let opts = Options::new(limit, &ctx);
+        let ended = parallel::run(jobs, &opts, &|_, (f, place): (F, &mut Option<_>)| {
+            *place = Some(crate::panic::catch(f).map_err(Error::Panic));
+        })
+        .err();
         settled
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(ended.clone().unwrap_or(Error::Cancelled))))
