@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +24,7 @@ use velocity_async as va;
 #[test]
 fn try_for_each_ends_an_endless_input_at_its_first_error() {
     within(60, || {
-        let failing_ran = std::sync::atomic::AtomicBool::new(false);
+        let failing_ran = AtomicBool::new(false);
         let r = va::try_for_each(0u64.., 4, |i| {
             if i == 1000 {
                 failing_ran.store(true, Ordering::Relaxed);
@@ -193,7 +193,7 @@ fn a_stream_runs_at_most_limit_items_at_once() {
 fn try_for_each_starts_no_item_after_the_first_error_of_a_stream() {
     within(60, || {
         let after = AtomicUsize::new(0);
-        let failed = std::sync::atomic::AtomicBool::new(false);
+        let failed = AtomicBool::new(false);
         let r: Result<(), va::Error> = va::try_for_each(0u64.., 1, |i| {
             if failed.load(Ordering::SeqCst) {
                 after.fetch_add(1, Ordering::SeqCst);
