@@ -303,6 +303,11 @@ pub(crate) trait LazyContext: Send + Sync {
 enum Current {
     Made(Context),
     Lazy(Arc<dyn LazyContext>),
+    /// A new child of the background context, made on first ask and then
+    /// kept here as `Made`: the context of a job that nothing outside it
+    /// can reach (a `go` job with neither a parent nor a deadline), so this
+    /// thread is the only one that could ever ask for it.
+    Fresh,
 }
 
 crate::sync::thread_local_const! {
@@ -545,14 +550,20 @@ impl Context {
     /// assert!(task.get().unwrap_err().is_timeout());
     /// ```
     pub fn current() -> Context {
-        let lazy = CURRENT.try_with(|c| match &*c.borrow() {
-            Current::Made(ctx) => Err(ctx.clone()),
-            Current::Lazy(source) => Ok(source.clone()),
+        let current = CURRENT.try_with(|c| match &*c.borrow() {
+            Current::Made(ctx) => Current::Made(ctx.clone()),
+            Current::Lazy(source) => Current::Lazy(source.clone()),
+            Current::Fresh => Current::Fresh,
         });
-        match lazy {
-            // Made outside the borrow of `CURRENT`.
-            Ok(Ok(source)) => source.context(),
-            Ok(Err(ctx)) => ctx,
+        // Made outside the borrow of `CURRENT`.
+        match current {
+            Ok(Current::Made(ctx)) => ctx,
+            Ok(Current::Lazy(source)) => source.context(),
+            Ok(Current::Fresh) => {
+                let ctx = Context::background().make_child(None, false, None);
+                let _ = CURRENT.try_with(|c| *c.borrow_mut() = Current::Made(ctx.clone()));
+                ctx
+            }
             Err(_) => Context::background(),
         }
     }
@@ -572,6 +583,12 @@ impl Context {
     /// current one until the guard drops.
     pub(crate) fn enter_lazy(source: Arc<dyn LazyContext>) -> CurrentGuard {
         enter_current(Current::Lazy(source))
+    }
+
+    /// Makes a context made on first ask (`Current::Fresh`) the thread's
+    /// current one until the guard drops.
+    pub(crate) fn enter_fresh() -> CurrentGuard {
+        enter_current(Current::Fresh)
     }
 
     /// Whether this is the background context (no parent to link to, never

@@ -63,11 +63,18 @@ where
     H: FnOnce(PanicError) + Send + 'static,
 {
     let external = spec.deadline.is_some();
-    let ctx = spec.parent.make_child(spec.deadline, external, None);
+    // Without a parent or a deadline nothing can end the job's context but
+    // the job itself: it is made only if the job asks (`Context::current`),
+    // one allocation fewer per `go`.
+    let ctx = (external || !spec.parent.is_background())
+        .then(|| spec.parent.make_child(spec.deadline, external, None));
     let name = spec.name;
     let shared = name.is_some().then(|| shared.clone());
     Job::Go(Box::new(move || {
-        let _current = ctx.enter();
+        let _current = match &ctx {
+            Some(ctx) => ctx.enter(),
+            None => Context::enter_fresh(),
+        };
         let _named = shared
             .as_ref()
             .zip(name.as_ref())

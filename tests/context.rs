@@ -185,6 +185,38 @@ fn current_inside_work_is_the_tasks_own_child_context() {
 }
 
 #[test]
+fn a_go_job_outside_any_work_has_one_context_of_its_own() {
+    // Made only when the job first asks (no parent, no deadline): it must
+    // still be one context for the whole job, not the background one, and
+    // work the job starts must be its child.
+    within(60, || {
+        let (tx, rx) = mpsc::channel();
+        va::go(move || {
+            let first = Context::current();
+            let child = va::run(|| {
+                Context::current().wait();
+                Context::current().error().map(|e| e.is_cancelled())
+            });
+            first.cancel();
+            tx.send((
+                Context::current().is_done(),
+                format!("{first:?}") != "Context(background)",
+                child.get(),
+            ))
+            .unwrap();
+        });
+        let (same, not_background, child) = rx.recv().unwrap();
+        assert!(same, "a later Context::current() is the cancelled one");
+        assert!(not_background);
+        assert!(child.unwrap_err().is_cancelled(), "its work is its child");
+        // The next job's context is a new one, not the cancelled one.
+        let (tx, rx) = mpsc::channel();
+        va::go(move || tx.send(Context::current().is_done()).unwrap());
+        assert!(!rx.recv().unwrap());
+    });
+}
+
+#[test]
 fn work_started_inside_work_inherits_the_context() {
     within(60, || {
         let ctx = Context::new();
