@@ -516,3 +516,36 @@ fn shutdown_runs_leftover_loop_helpers_on_a_pool_without_threads() {
         assert_eq!(pool.stats().queued, 0);
     });
 }
+
+#[test]
+fn a_loop_whose_caller_blocks_gets_its_helper_a_thread() {
+    // With one CPU targeted, the caller of `all` running its first item
+    // fills the target, so the queued helper for the second item is taken
+    // only once the monitor samples the caller (a thread outside the pool),
+    // finds it blocked and promotes the helper. Unsampled, the two items
+    // would run one after the other on the caller.
+    within(120, || {
+        let pool = Pool::builder().target_running(1).max_threads(4).build();
+        let in_flight = Arc::new((Mutex::new(0usize), std::sync::Condvar::new()));
+        let item = || {
+            let in_flight = in_flight.clone();
+            move || {
+                let (count, cvar) = &*in_flight;
+                let mut n = count.lock().unwrap();
+                *n += 1;
+                cvar.notify_all();
+                // Blocks until the other item runs too (or 20 s pass).
+                let (n, _) = cvar
+                    .wait_timeout_while(n, Duration::from_secs(20), |n| *n < 2)
+                    .unwrap();
+                *n
+            }
+        };
+        let (a, b) = (item(), item());
+        let seen = std::thread::spawn(move || pool.install(|| va::all((a, b))))
+            .join()
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen, (2, 2), "both items were in flight at once");
+    });
+}

@@ -12,7 +12,7 @@ mod worker;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 pub use builder::{
@@ -133,6 +133,11 @@ pub(crate) struct WorkerInfo {
     pub(crate) has_idled: AtomicBool,
     /// The loop whose helper it runs (`Runnable::scope_id`), or 0.
     pub(crate) scope: AtomicU64,
+    /// For a thread outside the pool: the pool (`Shared::id`) whose loop it
+    /// runs the items of now, or 0. Its record stays in the lists of the
+    /// pools it ever ran a loop of (`Shared::callers`); the monitor samples
+    /// it only while this names its own pool.
+    pub(crate) caller_of: AtomicU64,
     /// Found the pool's lock held on its way to the next job since the
     /// monitor last looked (`Shared::lock_between_jobs`); the monitor clears it.
     pub(crate) waited_for_lock: AtomicBool,
@@ -268,8 +273,12 @@ pub(crate) struct Shared {
     /// Threads outside the pool running a loop's items themselves (the
     /// caller of `map` or `all`): they occupy a CPU like a running worker.
     external: AtomicUsize,
-    /// Their records, sampled by the monitor.
-    callers: Mutex<Vec<Arc<WorkerInfo>>>,
+    /// The records of the threads outside the pool that ran a loop of it
+    /// and still live (each listed once, on its first loop here); the
+    /// monitor samples those in a loop now (`WorkerInfo::caller_of`).
+    callers: Mutex<Vec<Weak<WorkerInfo>>>,
+    /// Unique among the process's pools, never 0 (`WorkerInfo::caller_of`).
+    id: u64,
     /// Named tasks running now, for `Pool::running_tasks`; unnamed tasks
     /// never touch it.
     named: Mutex<Vec<NamedRun>>,
@@ -367,58 +376,85 @@ crate::sync::thread_local_const! {
     /// The record of a thread outside the pool while it runs a loop's items
     /// (made on its first loop, then reused): the monitor samples it like a
     /// worker's, so a loop whose caller blocks is seen blocking.
-    static CALLER: RefCell<Option<Arc<WorkerInfo>>> = RefCell::new(None);
+    static CALLER: RefCell<Option<Caller>> = RefCell::new(None);
 }
 
-/// The calling thread's record as a loop caller (see `CALLER`).
-fn caller_info() -> Option<Arc<WorkerInfo>> {
-    // Ids of callers never meet workers' ids (counted from 0 per pool).
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 63);
+/// A thread's record as a loop caller, and the pools it knows it is listed
+/// in (`Shared::callers`).
+struct Caller {
+    info: Arc<WorkerInfo>,
+    /// `Shared::id`s, the most recent last; at most `LISTED_KNOWN`. A pool
+    /// not among them is asked under its lock, so forgetting one costs a
+    /// lock, never a second listing.
+    listed: Vec<u64>,
+}
+
+const LISTED_KNOWN: usize = 4;
+
+impl Caller {
+    fn new() -> Caller {
+        // Ids of callers never meet workers' ids (counted from 0 per pool).
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 63);
+        let info = Arc::new(WorkerInfo {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            probe: ThreadProbe::current(),
+            born: Instant::now(),
+            busy: AtomicBool::new(true),
+            blocked: AtomicBool::new(false),
+            idle_in_job: AtomicBool::new(false),
+            waited_for_lock: AtomicBool::new(false),
+            jobs: AtomicU64::new(0),
+            // Not measured from its birth: it did other things.
+            has_idled: AtomicBool::new(true),
+            scope: AtomicU64::new(0),
+            caller_of: AtomicU64::new(0),
+        });
+        Caller {
+            info,
+            listed: Vec::with_capacity(LISTED_KNOWN),
+        }
+    }
+}
+
+/// The calling thread's record as a loop caller (see `CALLER`), listed in
+/// `shared`'s callers.
+fn caller_info(shared: &Shared) -> Option<Arc<WorkerInfo>> {
     CALLER
         .try_with(|c| {
-            c.borrow_mut()
-                .get_or_insert_with(|| {
-                    Arc::new(WorkerInfo {
-                        id: NEXT.fetch_add(1, Ordering::Relaxed),
-                        probe: ThreadProbe::current(),
-                        born: Instant::now(),
-                        busy: AtomicBool::new(true),
-                        blocked: AtomicBool::new(false),
-                        idle_in_job: AtomicBool::new(false),
-                        waited_for_lock: AtomicBool::new(false),
-                        jobs: AtomicU64::new(0),
-                        // Not measured from its birth: it did other things.
-                        has_idled: AtomicBool::new(true),
-                        scope: AtomicU64::new(0),
-                    })
-                })
-                .clone()
+            let mut c = c.borrow_mut();
+            let caller = c.get_or_insert_with(Caller::new);
+            if !caller.listed.contains(&shared.id) {
+                shared.list_caller(&caller.info);
+                if caller.listed.len() == LISTED_KNOWN {
+                    caller.listed.remove(0);
+                }
+                caller.listed.push(shared.id);
+            }
+            caller.info.clone()
         })
         .ok()
 }
 
 /// Undoes [`Shared::enter_external`].
-pub(crate) struct ExternalGuard {
+pub(crate) struct ExternalGuard<'a> {
     /// Set for a thread outside the pool: counted in `external`.
-    shared: Option<Arc<Shared>>,
+    shared: Option<&'a Shared>,
     info: Option<Arc<WorkerInfo>>,
     previous_scope: u64,
-    /// In `Shared::callers`.
-    listed: bool,
+    /// For a thread outside the pool, the pool it was a caller of before
+    /// (a loop inside a loop's item).
+    previous_pool: u64,
 }
 
-impl Drop for ExternalGuard {
+impl Drop for ExternalGuard<'_> {
     fn drop(&mut self) {
         if let Some(info) = &self.info {
             info.scope.store(self.previous_scope, Ordering::Relaxed);
-            if let (true, Some(shared)) = (self.listed, &self.shared) {
-                let mut callers = shared.callers.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(i) = callers.iter().rposition(|c| Arc::ptr_eq(c, info)) {
-                    callers.swap_remove(i);
-                }
+            if self.shared.is_some() {
+                info.caller_of.store(self.previous_pool, Ordering::Relaxed);
             }
         }
-        if let Some(shared) = &self.shared {
+        if let Some(shared) = self.shared {
             shared.external.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -438,7 +474,12 @@ impl IdleGuard {
             .try_with(|w| w.borrow().as_ref().map(|(_, info)| info.clone()))
             .ok()
             .flatten()
-            .or_else(|| CALLER.try_with(|c| c.borrow().clone()).ok().flatten());
+            .or_else(|| {
+                CALLER
+                    .try_with(|c| c.borrow().as_ref().map(|c| c.info.clone()))
+                    .ok()
+                    .flatten()
+            });
         if let Some(info) = &info {
             info.idle_in_job.store(true, Ordering::Relaxed);
         }
@@ -516,6 +557,10 @@ impl Shared {
             grow_budget: AtomicUsize::new(0),
             external: AtomicUsize::new(0),
             callers: Mutex::new(Vec::new()),
+            id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
             named: Mutex::new(Vec::new()),
             next_named: AtomicU64::new(0),
             #[cfg(all(test, not(velocity_loom)))]
@@ -623,12 +668,12 @@ impl Shared {
     /// lives: its record says so (for the monitor to promote the loop's
     /// helpers should it block), and unless it is one of the pool's own
     /// workers (already counted) it counts as computing and is sampled.
-    pub(crate) fn enter_external(self: &Arc<Self>, scope: u64) -> ExternalGuard {
+    pub(crate) fn enter_external(&self, scope: u64) -> ExternalGuard<'_> {
         let own = WORKER
             .try_with(|w| {
                 w.borrow()
                     .as_ref()
-                    .filter(|(s, _)| Arc::ptr_eq(s, self))
+                    .filter(|(s, _)| std::ptr::eq(Arc::as_ptr(s), self))
                     .map(|(_, info)| info.clone())
             })
             .ok()
@@ -637,7 +682,7 @@ impl Shared {
             Some(info) => (None, Some(info)),
             None => {
                 self.external.fetch_add(1, Ordering::Relaxed);
-                (Some(self.clone()), caller_info())
+                (Some(self), caller_info(self))
             }
         };
         let previous_scope = info
@@ -645,27 +690,41 @@ impl Shared {
             .map_or(0, |i| i.scope.swap(scope, Ordering::Relaxed));
         // Sampled by its clock, or without one by the fallback's process
         // clock (`monitor.rs`, `Fallback`), like a worker.
-        let listed = shared.is_some() && info.is_some();
-        if let (true, Some(info)) = (listed, &info) {
-            self.callers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(info.clone());
-        }
+        let previous_pool = match (shared, &info) {
+            (Some(_), Some(info)) => info.caller_of.swap(self.id, Ordering::Relaxed),
+            _ => 0,
+        };
         ExternalGuard {
             shared,
             info,
             previous_scope,
-            listed,
+            previous_pool,
         }
     }
 
-    /// The records of the loop callers outside the pool, for the monitor.
+    /// Lists `info` among this pool's loop callers unless it already is;
+    /// forgets the records of threads that have exited.
+    fn list_caller(&self, info: &Arc<WorkerInfo>) {
+        let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
+        callers.retain(|c| c.strong_count() > 0);
+        if !callers
+            .iter()
+            .any(|c| std::ptr::eq(c.as_ptr(), Arc::as_ptr(info)))
+        {
+            callers.push(Arc::downgrade(info));
+        }
+    }
+
+    /// The records of the loop callers outside the pool that run one of its
+    /// loops now, for the monitor.
     pub(crate) fn callers(&self) -> Vec<Arc<WorkerInfo>> {
-        self.callers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
+        callers.retain(|c| c.strong_count() > 0);
+        callers
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|c| c.caller_of.load(Ordering::Relaxed) == self.id)
+            .collect()
     }
 
     /// Work waits that no thread is on its way to take (`policy::starving`).
@@ -1079,5 +1138,41 @@ mod tests {
         });
         done.recv_timeout(Duration::from_secs(60))
             .expect("the pool's threads did not exit after the shutdown");
+    }
+
+    /// A thread outside the pool is listed among its loop callers once,
+    /// however many loops it runs and however many pools it alternates
+    /// between (more than it remembers), and is forgotten once it exits.
+    #[test]
+    fn a_loop_caller_is_listed_once_and_forgotten_when_its_thread_exits() {
+        let pools: Vec<_> = (0..super::LISTED_KNOWN + 2)
+            .map(|_| Builder::new().build())
+            .collect();
+        let listed = |pool: &crate::Pool| {
+            let callers = pool.shared.callers.lock().unwrap();
+            callers.iter().filter(|c| c.strong_count() > 0).count()
+        };
+        // Joined with `join`, not in a `thread::scope`: the record drops
+        // with the thread's locals, which a scope's end does not wait for.
+        let pools = std::thread::spawn(move || {
+            for _ in 0..3 {
+                for pool in &pools {
+                    pool.install(|| crate::all((|| 1, || 2)).unwrap());
+                }
+            }
+            for pool in &pools {
+                assert_eq!(listed(pool), 1, "listed once");
+                // Not in a loop of this pool now: not sampled.
+                assert!(pool.shared.callers().is_empty());
+            }
+            pools
+        })
+        .join()
+        .unwrap();
+        for pool in &pools {
+            assert_eq!(listed(pool), 0, "the exited thread is forgotten");
+            pool.install(|| crate::all((|| 1, || 2)).unwrap());
+            assert_eq!(pool.shared.callers.lock().unwrap().len(), 1, "pruned");
+        }
     }
 }

@@ -25,6 +25,7 @@ pub(super) fn main_loop(shared: Arc<Shared>) {
             jobs: Default::default(),
             has_idled: AtomicBool::new(false),
             scope: Default::default(),
+            caller_of: Default::default(),
         });
         st.next_id += 1;
         st.workers.push(info.clone());
