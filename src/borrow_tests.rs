@@ -148,6 +148,30 @@ fn all_with_error_returns_the_first_error_and_drops_the_rest() {
     let settled = on_pool(|| crate::all_settled((|| 1u8, || -> u8 { planned_panic() })));
     assert_eq!(settled.0.unwrap(), 1);
     assert!(settled.1.unwrap_err().is_panic());
+
+    // Over a `Vec`, each job and its own place go to the loop together.
+    let values = Drops::default();
+    let mut borrowed = vec![10u64, 20, 30];
+    let jobs: Vec<Box<dyn FnOnce() -> Counted + Send + '_>> = borrowed
+        .iter_mut()
+        .enumerate()
+        .map(|(i, x)| {
+            let values = &values;
+            Box::new(move || {
+                *x += 1;
+                if i == 1 {
+                    planned_panic()
+                }
+                values.make(*x)
+            }) as Box<dyn FnOnce() -> Counted + Send + '_>
+        })
+        .collect();
+    let settled = on_pool(|| crate::all_settled(jobs));
+    assert!(settled[0].is_ok() && settled[2].is_ok());
+    assert!(settled[1].as_ref().err().is_some_and(Error::is_panic));
+    drop(settled);
+    assert_eq!(borrowed, [11, 21, 31]);
+    assert_eq!(values.count(), values.made());
 }
 
 #[test]
