@@ -389,6 +389,8 @@ struct Caller {
     listed: Vec<u64>,
 }
 
+/// How many pools a thread remembers being listed in (`Caller::listed`):
+/// a thread rarely runs loops of more pools than that in turn.
 const LISTED_KNOWN: usize = 4;
 
 impl Caller {
