@@ -193,10 +193,9 @@ fn a_go_job_outside_any_work_has_one_context_of_its_own() {
         let (tx, rx) = mpsc::channel();
         va::go(move || {
             let first = Context::current();
-            let child = va::run(|| {
-                Context::current().wait();
-                Context::current().error().map(|e| e.is_cancelled())
-            });
+            // Bounded: were it not the job's child, the cancel below would
+            // miss it and the test fail after 10 s rather than hang.
+            let child = va::run(|| Context::current().wait_timeout(Duration::from_secs(10)));
             first.cancel();
             tx.send((
                 Context::current().is_done(),
