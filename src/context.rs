@@ -560,7 +560,7 @@ impl Context {
             Ok(Current::Made(ctx)) => ctx,
             Ok(Current::Lazy(source)) => source.context(),
             Ok(Current::Fresh) => {
-                let ctx = Context::background().make_child(None, false, None);
+                let ctx = Context::deferred_child(None);
                 let _ = CURRENT.try_with(|c| *c.borrow_mut() = Current::Made(ctx.clone()));
                 ctx
             }
@@ -615,6 +615,21 @@ impl Context {
     /// Whether something besides the work itself may cancel this context.
     pub(crate) fn is_external(&self) -> bool {
         self.inner.as_ref().is_some_and(|i| i.external)
+    }
+
+    /// Whether a job's child of `parent` with `deadline` may wait to be
+    /// made until first asked for ([`Context::deferred_child`]): with
+    /// neither a parent nor a deadline, nothing but the job itself can end
+    /// it. (Under loom it is always made at once: `OnceLock` is not
+    /// modelled, and the eager path is the one the models check.)
+    pub(crate) fn child_can_wait(parent: &Context, deadline: Option<Instant>) -> bool {
+        parent.is_background() && deadline.is_none() && !cfg!(velocity_loom)
+    }
+
+    /// The child a job makes on first ask when [`Context::child_can_wait`]
+    /// said it could wait: a plain child of the background context.
+    pub(crate) fn deferred_child(hook: Option<Weak<dyn CancelHook>>) -> Context {
+        Context::background().make_child(None, false, hook)
     }
 
     /// A child for a task. `external` marks contexts a combinator or a timeout

@@ -63,10 +63,9 @@ where
     H: FnOnce(PanicError) + Send + 'static,
 {
     let external = spec.deadline.is_some();
-    // Without a parent or a deadline nothing can end the job's context but
-    // the job itself: it is made only if the job asks (`Context::current`),
-    // one allocation fewer per `go`.
-    let ctx = (external || !spec.parent.is_background())
+    // Made only if the job asks (`Context::current`) when it may wait: one
+    // allocation fewer per `go`.
+    let ctx = (!Context::child_can_wait(spec.parent, spec.deadline))
         .then(|| spec.parent.make_child(spec.deadline, external, None));
     let name = spec.name;
     let shared = name.is_some().then(|| shared.clone());

@@ -240,9 +240,7 @@ where
         f: F,
     ) -> Arc<Self> {
         let external = deadline.is_some();
-        // Under loom the context is always made at once: `OnceLock` is not
-        // modelled, and the eager path is the one the models check.
-        let lazy = parent.is_background() && deadline.is_none() && !cfg!(velocity_loom);
+        let lazy = Context::child_can_wait(parent, deadline);
         Arc::new_cyclic(|me: &Weak<Self>| {
             let hook: Weak<dyn CancelHook> = me.clone();
             let ctx = if lazy {
@@ -274,7 +272,7 @@ where
     fn made_context(&self) -> &Context {
         self.ctx.get_or_init(|| {
             let hook: Weak<dyn CancelHook> = self.me.clone();
-            Context::background().make_child(None, false, Some(hook))
+            Context::deferred_child(Some(hook))
         })
     }
 
