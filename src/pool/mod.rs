@@ -704,11 +704,9 @@ impl Shared {
         }
     }
 
-    /// Lists `info` among this pool's loop callers unless it already is;
-    /// forgets the records of threads that have exited.
+    /// Lists `info` among this pool's loop callers unless it already is.
     fn list_caller(&self, info: &Arc<WorkerInfo>) {
-        let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
-        callers.retain(|c| c.strong_count() > 0);
+        let mut callers = self.live_callers();
         if !callers
             .iter()
             .any(|c| std::ptr::eq(c.as_ptr(), Arc::as_ptr(info)))
@@ -717,12 +715,18 @@ impl Shared {
         }
     }
 
-    /// The records of the loop callers outside the pool that run one of its
-    /// loops now, for the monitor.
-    pub(crate) fn callers(&self) -> Vec<Arc<WorkerInfo>> {
+    /// The callers' list, locked, without the records of threads that have
+    /// exited.
+    fn live_callers(&self) -> MutexGuard<'_, Vec<Weak<WorkerInfo>>> {
         let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
         callers.retain(|c| c.strong_count() > 0);
         callers
+    }
+
+    /// The records of the loop callers outside the pool that run one of its
+    /// loops now, for the monitor.
+    pub(crate) fn callers(&self) -> Vec<Arc<WorkerInfo>> {
+        self.live_callers()
             .iter()
             .filter_map(Weak::upgrade)
             .filter(|c| c.caller_of.load(Ordering::Relaxed) == self.id)
