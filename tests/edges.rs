@@ -336,10 +336,14 @@ fn a_loop_returns_its_context_error_and_starts_nothing_after_a_deadline() {
     within(60, || {
         let started = Arc::new(AtomicUsize::new(0));
         let s = started.clone();
-        // Inside a job whose context ends after 100 ms: each item waits for
-        // that context, so only the first two (limit 2) ever start.
+        // Inside a job whose context ends after 2 s: each item waits for
+        // that context, so only the first two (limit 2) ever start. The
+        // deadline must leave the job and its first two items time to start
+        // (100 ms did not, once, under ThreadSanitizer on a busy CI machine:
+        // no item started, which is right for a loop started after its
+        // deadline, but not what this test checks).
         let inner = va::run(move || {
-            let ctx = va::Context::with_timeout(Duration::from_millis(100));
+            let ctx = va::Context::with_timeout(Duration::from_secs(2));
             let (tx, rx) = mpsc::channel();
             let job = va::run_with_context(&ctx, move || {
                 let r = va::map_n(0..20, 2, |_| {
