@@ -602,14 +602,14 @@ impl Context {
     }
 
     /// Whether this context was marked done (cancelled, or its deadline
-    /// fired by the timer or an observer): one atomic load, no clock. The
-    /// loop engine checks it before every item; `is_done` also reads the
-    /// clock against the deadline.
+    /// fired by the timer or an observer), as a flag borrowed once: a loop
+    /// that checks it before every item then loads one atomic, no clock,
+    /// instead of following the context to it again after every item (the
+    /// compiler cannot hoist that chain past the user's code). `is_done`
+    /// also reads the clock against the deadline.
     #[inline]
-    pub(crate) fn is_marked_done(&self) -> bool {
-        self.inner
-            .as_ref()
-            .is_some_and(|i| i.state.load(Ordering::Acquire) != LIVE)
+    pub(crate) fn done_flag(&self) -> DoneFlag<'_> {
+        DoneFlag(self.inner.as_ref().map(|i| &i.state))
     }
 
     /// Whether something besides the work itself may cancel this context.
@@ -992,6 +992,18 @@ impl Drop for Done {
         if let Some(key) = self.key.take() {
             self.ctx.unregister_waker(key);
         }
+    }
+}
+
+/// A context's done state, borrowed ([`Context::done_flag`]).
+#[derive(Clone, Copy)]
+pub(crate) struct DoneFlag<'a>(Option<&'a AtomicU8>);
+
+impl DoneFlag<'_> {
+    /// Whether the context was marked done (one atomic load).
+    #[inline]
+    pub(crate) fn is_set(self) -> bool {
+        self.0.is_some_and(|s| s.load(Ordering::Acquire) != LIVE)
     }
 }
 

@@ -34,7 +34,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::context::Context;
+use crate::context::{Context, DoneFlag};
 use crate::error::Error;
 use crate::panic;
 use crate::panic::PanicError;
@@ -186,13 +186,39 @@ impl Options<'_> {
     /// Whether no further item may start (see `stopped`).
     #[inline]
     pub(crate) fn stopped(&self) -> bool {
-        self.stop.is_some_and(|s| s.load(Ordering::Acquire)) || self.ctx.is_marked_done()
+        self.stop_check().stopped()
+    }
+
+    /// What [`stopped`](Self::stopped) reads, borrowed once for a loop
+    /// that checks it per item.
+    #[inline]
+    pub(crate) fn stop_check(&self) -> StopCheck<'_> {
+        StopCheck {
+            stop: self.stop,
+            done: self.ctx.done_flag(),
+        }
     }
 
     /// The error of a loop that ended before every item ran: the context's
     /// (or, with the stop flag, whatever its setter reports instead).
     pub(crate) fn cut_short_error(&self) -> Error {
         self.ctx.reason().map_or(Error::Cancelled, |r| r.to_error())
+    }
+}
+
+/// The stop flag and the context's done state, borrowed
+/// ([`Options::stop_check`]).
+#[derive(Clone, Copy)]
+pub(crate) struct StopCheck<'a> {
+    stop: Option<&'a AtomicBool>,
+    done: DoneFlag<'a>,
+}
+
+impl StopCheck<'_> {
+    /// Whether no further item may start (see `Options::stopped`).
+    #[inline]
+    pub(crate) fn stopped(self) -> bool {
+        self.stop.is_some_and(|s| s.load(Ordering::Acquire)) || self.done.is_set()
     }
 }
 
@@ -289,7 +315,8 @@ pub(crate) fn run_batch<T, R>(
 ) {
     // One `catch_unwind` per batch, not per item: after a panic, the rest of
     // the batch is still in `batch` and runs next.
-    let go_on = || !opts.stopped();
+    let check = opts.stop_check();
+    let go_on = || !check.stopped();
     loop {
         match panic::catch(|| batch.run(go_on, &body)) {
             Ok(()) => return,
@@ -348,5 +375,33 @@ mod tests {
         assert_eq!(next_chunk(4, 4, fast * 4), 8);
         assert_eq!(next_chunk(MAX_CHUNK, MAX_CHUNK, fast), MAX_CHUNK);
         assert_eq!(next_chunk(8, 8, FAST_ITEM * 8), 1, "as slow as the limit");
+    }
+
+    /// A loop takes its `StopCheck` before a run of items: it must see a
+    /// stop or a cancel that comes after it was taken, not a snapshot.
+    #[test]
+    fn a_stop_check_sees_a_stop_or_a_cancel_that_comes_after_it() {
+        let ctx = Context::new();
+        let stop = AtomicBool::new(false);
+        let opts = Options {
+            stop: Some(&stop),
+            ..Options::new(2, &ctx)
+        };
+        let check = opts.stop_check();
+        assert!(!check.stopped());
+        stop.store(true, Ordering::Release);
+        assert!(
+            check.stopped(),
+            "the stop flag, set after the check was taken"
+        );
+
+        let opts = Options::new(2, &ctx);
+        let check = opts.stop_check();
+        assert!(!check.stopped());
+        ctx.cancel();
+        assert!(check.stopped(), "the cancel, after the check was taken");
+
+        let background = Context::background();
+        assert!(!Options::new(2, &background).stop_check().stopped());
     }
 }

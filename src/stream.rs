@@ -213,8 +213,9 @@ where
     // Progress is reported per chunk, sized as a helper sizes its chunks,
     // not per item.
     let mut report = (1usize, 0usize, Instant::now());
+    let check = shared.opts.stop_check();
     let ended = loop {
-        if shared.opts.stopped() {
+        if check.stopped() {
             // As in `feed`: an input that says it is empty has ended.
             break items.size_hint().1 == Some(0);
         }
@@ -453,9 +454,10 @@ where
         if !room(shared, *pulled, chunk) {
             return Pulled::Stopped;
         }
+        let check = shared.opts.stop_check();
         let ran = panic::catch(|| {
             for _ in 0..64 {
-                if shared.opts.stopped() {
+                if check.stopped() {
                     return Some(Pulled::Stopped);
                 }
                 let Some(item) = items.next() else {
