@@ -448,13 +448,13 @@ where
     I: Iterator,
     B: Fn(I::Item) -> R + Sync,
 {
+    let check = shared.opts.stop_check();
     loop {
         // The cap is checked per 64 pulls (it reads a counter the helpers
         // write), the stop per pull.
         if !room(shared, *pulled, chunk) {
             return Pulled::Stopped;
         }
-        let check = shared.opts.stop_check();
         let ran = panic::catch(|| {
             for _ in 0..64 {
                 if check.stopped() {
