@@ -705,6 +705,13 @@ impl<T> Task<T> {
     /// its value. Cancelling twice, or a task decided at submission (refused
     /// by the pool), does nothing.
     ///
+    /// A waker registered by polling the task is woken by whichever thread
+    /// records the outcome: usually this one, but if the work sees its
+    /// context cancelled and returns first, its worker records the same
+    /// [`Error::Cancelled`] and wakes it, possibly just after `cancel`
+    /// returns. Either way [`ready`](Task::ready) is true once `cancel`
+    /// returns, and the waker is woken once.
+    ///
     /// # Example
     ///
     /// ```
