@@ -322,13 +322,15 @@ where
         }
         // The context finished first (a deadline that passed while the work
         // ran, a cancel): that decided the outcome, even if its hook has not
-        // run yet. The value is late.
+        // run yet. The value is late, and so is a panic (already reported):
+        // work that answers a cancel by panicking must not turn a cancelled
+        // task into a panicked one when it beats the canceller's hook.
         let outcome = match self.ctx.get().and_then(Context::reason) {
-            Some(reason) if result.is_ok() => {
+            Some(reason) => {
                 panic::drop_quietly(result);
                 Err(reason.to_error())
             }
-            _ => result.map_err(Error::Panic),
+            None => result.map_err(Error::Panic),
         };
         if let Err(late) = self.slot.resolve(outcome) {
             panic::drop_quietly(late);
