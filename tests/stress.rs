@@ -324,9 +324,9 @@ fn a_cancel_the_work_answers_with_a_panic_resolves_as_cancelled() {
     // The work sees the cancel as soon as the canceller marks its context
     // done, before the canceller records the outcome; a work that then
     // panics must not make the panic the outcome of a cancelled task (the
-    // canceller counts on `Cancelled`). The race is narrow (met a few
-    // times in 400,000 tries before the fix), so four threads try it many
-    // times.
+    // canceller counts on `Cancelled`). The race is narrow (met at least
+    // once in each of 3 runs of 400,000 tries before the fix), so four
+    // threads try it many times.
     quiet_panics();
     within(300, || {
         let per_thread = scaled(100_000);
